@@ -1,0 +1,1 @@
+"""The HTTP API: app factory, one router per resource, one error handler."""

@@ -1,0 +1,1 @@
+"""The `actana` command line: one module per command group, all thin over the services."""

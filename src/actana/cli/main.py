@@ -1,0 +1,30 @@
+"""`actana`: the entry point that assembles the command groups."""
+
+from __future__ import annotations
+
+import typer
+
+from actana import __version__
+from actana.cli import db, demo, keys, server, workspace
+
+app = typer.Typer(
+    name="actana",
+    help="Actana: run AI agents in locked-down sandboxes, with a replayable audit trail.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
+app.add_typer(workspace.app, name="workspace")
+app.command("server")(server.serve)
+app.command("demo")(demo.demo)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the Actana version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Secrets at rest, API keys and the security audit trail."""

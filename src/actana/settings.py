@@ -1,0 +1,69 @@
+"""Deployment settings: one object, read from `ACTANA_*` environment variables (or `.env`).
+
+Build it once at start-up (`Settings()`) and pass it down; library code never reads the
+environment itself, which keeps tests free to run many differently configured apps side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can configure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ACTANA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path(".actana")
+    """Where the embedded database, the dev master key and run files live."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL. Default: a SQLite file in the data dir. Postgres:
+    `postgresql+psycopg://user:password@host/dbname`."""
+
+    master_key: SecretStr | None = None
+    """One or more master keys (comma-separated, newest first). The newest encrypts; all decrypt.
+    Generate one with `actana keys generate`."""
+
+    master_key_file: Path | None = None
+    """A file holding the master keys, one per line, newest first. Must not be readable by group
+    or others."""
+
+    dev_mode: bool = False
+    """Development mode: a master key is generated once into the data dir when none is given."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8321, ge=0, le=65535)
+    log_level: str = "info"
+
+    max_execution_time_sec: int = Field(
+        default=30,
+        ge=1,
+        le=24 * 3600,
+        validation_alias=AliasChoices("ACTANA_MAX_EXECUTION_TIME_SEC", "MAX_EXECUTION_TIME_SEC"),
+    )
+    """Upper bound on a run's execution phase; an agent's `timeout_sec` may only lower it."""
+
+    skill_bundle_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    """Largest accepted skill bundle upload (compressed) and its largest unpacked total."""
+
+    skill_bundle_max_entries: int = Field(default=1000, ge=1)
+
+    keys_rotate_batch_size: int = Field(default=200, ge=1)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL to connect to, defaulting to SQLite inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'actana.db').resolve()}"
+
+    @property
+    def dev_key_file(self) -> Path:
+        """Where dev mode keeps its generated master key."""
+        return self.data_dir / "master.key"

@@ -1,0 +1,169 @@
+"""Fixtures shared by every tier: isolated settings, a database on SQLite *and* PostgreSQL, a
+started-up context, and a real HTTP server on a loopback port.
+
+Every test that asks for `database_url` (directly or through `context`/`api`) runs twice: once on
+a fresh SQLite file and once on a fresh PostgreSQL database. PostgreSQL comes from
+ACTANA_TEST_POSTGRES_URL (an admin URL; `make test` and CI set it). Without it the PostgreSQL
+half is skipped with a reason; CI sets ACTANA_TEST_REQUIRE_POSTGRES=1 so that it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from actana.api.app import create_app
+from actana.api.context import AppContext
+from actana.bootstrap import build_context
+from actana.crew.workspaces import create_workspace
+from actana.security.keyring import generate_master_key
+from actana.settings import Settings
+
+POSTGRES_URL = os.environ.get("ACTANA_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("ACTANA_TEST_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ACTANA_* variable or .env file of the developer's leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("ACTANA_") and not name.startswith("ACTANA_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("MAX_EXECUTION_TIME_SEC", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def _postgres_admin() -> psycopg.Connection[tuple[object, ...]]:
+    url = make_url(POSTGRES_URL)
+    return psycopg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
+        dbname=url.database or "postgres",
+        autocommit=True,
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'actana.db'}"
+        return
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("ACTANA_TEST_REQUIRE_POSTGRES=1 but ACTANA_TEST_POSTGRES_URL is not set")
+        pytest.skip("no PostgreSQL: set ACTANA_TEST_POSTGRES_URL (make test does when it can)")
+    name = f"actana_test_{secrets.token_hex(6)}"
+    with _postgres_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with _postgres_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def master_key() -> str:
+    return generate_master_key()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, master_key: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        master_key=SecretStr(master_key),
+    )
+
+
+@pytest.fixture
+def context(settings: Settings) -> Iterator[AppContext]:
+    ctx = build_context(settings)
+    yield ctx
+    ctx.database.dispose()
+
+
+class LiveServer:
+    """The app served by a real uvicorn on a loopback port, in a background thread."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(context), log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+
+    def start(self) -> None:
+        self.thread.start()
+        started = threading.Event()
+        # uvicorn flips `started` once it accepts connections; wait on it without sleeping blind.
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("test server failed to start")
+            started.wait(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture
+def live_server(context: AppContext) -> Iterator[LiveServer]:
+    server = LiveServer(context)
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Tenant:
+    """A workspace with a live API key, and a client that sends that key."""
+
+    id: str
+    api_key: str
+    client: httpx.Client
+
+    def path(self, suffix: str = "") -> str:
+        return f"/api/v1/workspaces/{self.id}{suffix}"
+
+
+def make_tenant(context: AppContext, live_server: LiveServer, name: str) -> Tenant:
+    with context.database.session() as session:
+        workspace, api_key = create_workspace(session, name, actor="test")
+        workspace_id = workspace.id
+    client = httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+    )
+    return Tenant(workspace_id, api_key, client)
+
+
+@pytest.fixture
+def tenant(context: AppContext, live_server: LiveServer) -> Iterator[Tenant]:
+    t = make_tenant(context, live_server, "alpha")
+    yield t
+    t.client.close()
+
+
+@pytest.fixture
+def other_tenant(context: AppContext, live_server: LiveServer) -> Iterator[Tenant]:
+    t = make_tenant(context, live_server, "beta")
+    yield t
+    t.client.close()
