@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,10 +93,22 @@ def settings(tmp_path: Path, database_url: str, master_key: str) -> Settings:
 
 
 @pytest.fixture
-def context(settings: Settings) -> Iterator[AppContext]:
-    ctx = build_context(settings)
-    yield ctx
-    ctx.database.dispose()
+def build() -> Iterator[Callable[[Settings], AppContext]]:
+    """`build(settings)` starts up a context the way the server does, disposed at teardown."""
+    built: list[AppContext] = []
+
+    def _build(settings: Settings) -> AppContext:
+        built.append(build_context(settings))
+        return built[-1]
+
+    yield _build
+    for ctx in built:
+        ctx.database.dispose()
+
+
+@pytest.fixture
+def context(settings: Settings, build: Callable[[Settings], AppContext]) -> AppContext:
+    return build(settings)
 
 
 class LiveServer:

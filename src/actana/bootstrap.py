@@ -22,7 +22,11 @@ def build_context(settings: Settings, *, run_migrations: bool = True) -> AppCont
     if settings.resolved_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.resolved_database_url)
-    if run_migrations:
-        migrate.upgrade(database)
-    verify_keyring(database, keyring)
+    try:
+        if run_migrations:
+            migrate.upgrade(database)
+        verify_keyring(database, keyring)
+    except BaseException:
+        database.dispose()
+        raise
     return AppContext(settings=settings, database=database, keyring=keyring)

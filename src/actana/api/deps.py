@@ -27,7 +27,9 @@ def get_session(context: Context) -> Iterator[Session]:
         yield session
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the route returns, before the response goes out, so a client
+# that got a 2xx can rely on the change being durable (and a failed commit becomes a 5xx).
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @dataclass(frozen=True)
