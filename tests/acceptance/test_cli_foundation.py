@@ -174,3 +174,36 @@ def test_dev_mode_server_starts_without_a_key(cli, tmp_path):
         process.stderr.close()
     key_file = tmp_path / "data" / "master.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_no_key_material_in_server_output_or_responses(cli, master_key):
+    from tests.acceptance.conftest import free_port, wait_ready
+
+    created = json.loads(cli.run("workspace", "create", "acme", "--json").stdout)
+    port = free_port()
+    process = cli.popen("server", "--port", str(port), ACTANA_LOG_LEVEL="debug")
+    url = f"http://127.0.0.1:{port}/api/v1/workspaces/{created['id']}"
+    canary = "sk-ant-canary-" + generate_master_key()[-20:]
+    bodies = []
+    try:
+        wait_ready(process, f"http://127.0.0.1:{port}")
+        with httpx.Client(headers={"Authorization": f"Bearer {created['api_key']}"}) as client:
+            r = client.post(
+                url + "/model-endpoints",
+                json={"name": "a", "provider": "anthropic", "model": "m", "api_key": canary},
+            )
+            assert r.status_code == 201, r.text
+            bodies += [r.text, client.get(url + "/model-endpoints").text]
+            bodies.append(client.get(url + "/model-endpoints/" + r.json()["id"]).text)
+            bodies.append(client.get(url + "/audit-events").text)
+            bodies.append(client.get(f"http://127.0.0.1:{port}/readyz").text)
+            bad = client.post(url + "/model-endpoints", json={"name": "a", "provider": "x", "api_key": canary})
+            assert bad.status_code == 422
+            bodies.append(bad.text)
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=30)
+    everything = "\n".join([*bodies, out, err])
+    assert "secret.written" in everything  # the audit trail saw the write
+    assert canary not in everything
+    assert master_key[len(KEY_PREFIX) :] not in everything

@@ -11,3 +11,13 @@ def test_health_and_ready(live_server, tenant):
     assert body["checks"]["migrations"]["ok"] is True
     r = tenant.client.get(tenant.path())
     assert r.status_code == 200, r.text
+
+
+def test_openapi_lists_the_crew_routes(live_server):
+    import httpx
+
+    spec = httpx.get(live_server.url + "/openapi.json").json()
+    paths = spec["paths"]
+    for resource in ("model-endpoints", "environments", "skills", "mcp-servers", "agents"):
+        assert f"/api/v1/workspaces/{{ws}}/{resource}" in paths
+    assert httpx.get(live_server.url + "/docs").status_code == 200

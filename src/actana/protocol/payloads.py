@@ -1,0 +1,140 @@
+"""Payloads of the sandbox API (`/sandbox/v1`): what the runtime fetches and what it sends.
+
+| call                       | auth                   | body / answer                    |
+|----------------------------|------------------------|----------------------------------|
+| GET  /sandbox/v1/env       | Bearer OTP_SETUP       | -> EnvPayload                    |
+| GET  /sandbox/v1/config    | Bearer OTP_RUN         | -> ConfigPayload                 |
+| POST /sandbox/v1/results   | Bearer OTP_UPLOAD      | multipart, field `files` (many)  |
+| POST /sandbox/v1/model     | Bearer session token   | ModelRequest -> NDJSON stream of |
+|                            |                        | GatewayDelta*, then GatewayTurn  |
+|                            |                        | or GatewayError                  |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from actana.protocol.events import Usage
+
+# Environment variables the sandbox backend gives the runtime process. The runtime reads and
+# deletes the OTP_* ones before any tool runs.
+ENV_CHANNEL = "ACTANA_CHANNEL"  # "unix:/path/to.sock" or "http://127.0.0.1:PORT"
+ENV_OTP_SETUP = "OTP_SETUP"
+ENV_OTP_RUN = "OTP_RUN"
+ENV_OTP_UPLOAD = "OTP_UPLOAD"
+ENV_WORKSPACE_DIR = "WORKSPACE_DIR"
+ENV_RUN_ID = "ACTANA_RUN_ID"
+TOKEN_ENV_VARS = (ENV_OTP_SETUP, ENV_OTP_RUN, ENV_OTP_UPLOAD)
+
+
+@dataclass
+class EnvPayload:
+    """Answer of GET /sandbox/v1/env: the environment's variables and setup script."""
+
+    variables: dict[str, str] = field(default_factory=dict)
+    setup_script: str = ""
+
+
+@dataclass
+class AgentSpec:
+    name: str
+    system_prompt: str
+    max_rounds: int = 10
+
+
+@dataclass
+class ModelSpec:
+    """Which model the run talks to; informative only: the gateway decides, never the sandbox."""
+
+    provider: str
+    model: str
+
+
+@dataclass
+class RunLimits:
+    """Limits the runtime applies to itself; the worker enforces the deadline from outside."""
+
+    deadline_ms: int
+    tool_timeout_sec: int = 60
+    tool_output_bytes: int = 64 * 1024
+    read_file_bytes: int = 256 * 1024
+
+
+@dataclass
+class ConfigPayload:
+    """Answer of GET /sandbox/v1/config."""
+
+    run_id: str
+    prompt: str
+    agent: AgentSpec
+    model: ModelSpec
+    tools: list[str]
+    limits: RunLimits
+    session_token: str
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Message:
+    """One message of the provider-neutral conversation.
+
+    `user`: `text`. `assistant`: `text` and/or `tool_calls`. `tool`: the result of one call, in
+    `text` (JSON), with `tool_call_id` and `is_error`.
+    """
+
+    role: Literal["user", "assistant", "tool"]
+    text: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    is_error: bool = False
+
+
+@dataclass
+class ToolSchema:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass
+class ModelRequest:
+    """Body of POST /sandbox/v1/model. It names no model, endpoint or key: the run decides."""
+
+    system: str
+    messages: list[Message]
+    tools: list[ToolSchema] = field(default_factory=list)
+    max_tokens: int | None = None
+
+
+@dataclass
+class ModelTurn:
+    text: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    stop_reason: str = "end_turn"
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class GatewayDelta:
+    text: str
+    type: Literal["delta"] = "delta"
+
+
+@dataclass
+class GatewayTurn:
+    turn: ModelTurn
+    type: Literal["turn"] = "turn"
+
+
+@dataclass
+class GatewayError:
+    code: str
+    message: str
+    type: Literal["error"] = "error"
