@@ -74,13 +74,17 @@ def normalise_domain(raw: str, field: str) -> str:
     domain = raw.strip().lower().rstrip(".")
     wildcard = domain.startswith("*.")
     bare = domain[2:] if wildcard else domain
+    labels = bare.split(".")
+    # Resolvers also read `127.1`, `0x7f.1` and `017.0.0.1` as IPv4 addresses: a name whose
+    # last label is a number is an address (the URL standard's "ends in a number"), not a domain.
     try:
         ipaddress.ip_address(bare.strip("[]"))
     except ValueError:
-        pass
+        numeric = re.fullmatch(r"[0-9]+|0x[0-9a-f]*", labels[-1]) is not None
     else:
+        numeric = True
+    if numeric:
         raise InvalidInputError(f"{raw!r} is an IP address; allow domain names only", field=field)
-    labels = bare.split(".")
     if len(bare) > 253 or len(labels) < 2 or not all(_DOMAIN_LABEL.match(x) for x in labels):
         raise InvalidInputError(
             f"{raw!r} is not a domain name like example.com or *.example.com", field=field
