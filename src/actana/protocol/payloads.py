@@ -34,6 +34,9 @@ class EnvPayload:
 
     variables: dict[str, str] = field(default_factory=dict)
     setup_script: str = ""
+    # The run's deadline (epoch ms, like RunLimits.deadline_ms), so that the setup script, which
+    # runs before /config is fetched, can be bounded by it too. Optional: None means unknown.
+    deadline_ms: int | None = None
 
 
 @dataclass
@@ -55,7 +58,7 @@ class ModelSpec:
 class RunLimits:
     """Limits the runtime applies to itself; the worker enforces the deadline from outside."""
 
-    deadline_ms: int
+    deadline_ms: int  # epoch milliseconds (wall clock), like the `ts` of events
     tool_timeout_sec: int = 60
     tool_output_bytes: int = 64 * 1024
     read_file_bytes: int = 256 * 1024

@@ -1,0 +1,161 @@
+"""`python -m actana.runtime`: one run, inside its sandbox, from tokens to terminal line.
+
+Order matters. The one-time tokens leave the environment before anything else happens (no child
+may ever inherit them) and the process is made non-inspectable; then stdout is taken over for
+events. Then the four phases the sandbox measures run — bootstrap, materialization, execution,
+result_upload — each closing with its phase line, and exactly one terminal line (`result` or
+`error`) ends the output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from actana.protocol.events import ErrorEvent, ResultEvent, Usage
+from actana.protocol.payloads import ENV_CHANNEL, ENV_WORKSPACE_DIR, ConfigPayload
+from actana.runtime.agent import AgentLoop
+from actana.runtime.bootstrap import bootstrap, materialize
+from actana.runtime.channel import Channel
+from actana.runtime.emit import Deadline, Emitter, RunFailure, describe
+from actana.runtime.hardening import Tokens, forbid_inspection, set_child_subreaper, take_tokens
+from actana.runtime.tools.registry import Toolbox, build_tools
+from actana.runtime.upload import upload_outputs
+
+USAGE = """\
+usage: python -m actana.runtime
+
+Runs one agent run inside its sandbox and prints NDJSON events on stdout. Started by a sandbox
+backend with a scrubbed environment:
+
+  ACTANA_CHANNEL    unix:/abs/path.sock or http://127.0.0.1:PORT (the sandbox API)
+  OTP_SETUP         one-time token for GET /sandbox/v1/env
+  OTP_RUN           one-time token for GET /sandbox/v1/config
+  OTP_UPLOAD        one-time token for POST /sandbox/v1/results
+  WORKSPACE_DIR     the workspace (also the working directory); outputs go in assets/
+  ACTANA_RUN_ID     the run's id
+"""
+
+
+class Runtime:
+    """One run: the phases, their outcome, and the terminal line."""
+
+    def __init__(self, emitter: Emitter, tokens: Tokens, channel: Channel, workspace: str) -> None:
+        """Hold what the run needs; `workspace` is the resolved workspace directory."""
+        self.emitter = emitter
+        self.tokens = tokens
+        self.channel = channel
+        self.workspace = workspace
+        self.usage = Usage()
+        self.rounds = 0
+
+    def run(self) -> int:
+        """Run every phase and emit the terminal line.
+
+        Returns:
+            The process exit status: 0 after `result`, 1 after `error`.
+        """
+        message = ""
+        failure: RunFailure | None = None
+        executed = False
+        try:
+            with self.emitter.phase("bootstrap"):
+                config = bootstrap(self.channel, self.tokens, self.workspace, self.emitter)
+            with self.emitter.phase("materialization") as report:
+                report.message = materialize(self.workspace)
+            executed = True
+            message = self._execute(config)
+        except RunFailure as exc:
+            failure = exc
+        except Exception as exc:
+            failure = RunFailure("internal", describe(exc))
+            # The event says what happened; the traceback, for whoever debugs it, goes to stderr.
+            import traceback  # here, not at the top: only this path needs it
+
+            traceback.print_exc()
+        if executed:
+            self._upload(failure)
+        if failure is None:
+            self.emitter.emit(ResultEvent(message=message, usage=self.usage, rounds=self.rounds))
+            return 0
+        self.emitter.emit(
+            ErrorEvent(failure.code, failure.message, usage=self.usage, rounds=self.rounds)
+        )
+        return 1
+
+    def _execute(self, config: ConfigPayload) -> str:
+        deadline = Deadline(config.limits.deadline_ms)
+        catalogue = build_tools(config.limits)
+        unknown = [name for name in config.tools if name not in catalogue]
+        if unknown:
+            self.emitter.log("warn", f"the run config names tools this runtime lacks: {unknown}")
+        toolbox = Toolbox(
+            [catalogue[name] for name in config.tools if name in catalogue],
+            self.workspace,
+            deadline.remaining,
+        )
+        loop = AgentLoop(self.channel, config, toolbox, deadline, self.emitter)
+        try:
+            with self.emitter.phase("execution"):
+                return loop.run()
+        finally:
+            self.usage, self.rounds = loop.usage, loop.rounds
+
+    def _upload(self, failure: RunFailure | None) -> None:
+        with self.emitter.phase("result_upload") as report:
+            if failure is not None and failure.code == "timeout":
+                # The worker kills the sandbox at the deadline: say how the run ended first.
+                report.message, report.outcome = "result upload skipped: deadline passed", "skipped"
+                return
+            try:
+                upload_outputs(
+                    self.channel,
+                    self.tokens.upload,
+                    Path(self.workspace) / "assets",
+                    self.emitter,
+                    report,
+                )
+            except Exception as exc:  # never let the upload change how the run ended
+                self.emitter.log("warn", f"the output files could not be uploaded: {describe(exc)}")
+                report.message, report.outcome, report.level = (
+                    "result upload failed",
+                    "error",
+                    "warn",
+                )
+            finally:
+                self.tokens.upload = ""
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `python -m actana.runtime`.
+
+    Args:
+        argv: command-line arguments (only `--help` is accepted).
+
+    Returns:
+        The exit status.
+    """
+    tokens = take_tokens()  # first of all: see actana.runtime.hardening
+    forbid_inspection()
+    set_child_subreaper(True)
+    if argv:
+        if argv[0] in ("-h", "--help"):
+            sys.stdout.write(USAGE)
+            return 0
+        sys.stderr.write(USAGE)
+        return 2
+    emitter = Emitter.from_stdout()
+    try:
+        channel = Channel(os.environ.get(ENV_CHANNEL, ""))
+        workspace = Path(os.environ[ENV_WORKSPACE_DIR]).resolve()
+        if not workspace.is_dir():
+            raise ValueError(f"WORKSPACE_DIR is not a directory: {workspace}")
+        missing = tokens.missing()
+        if missing:
+            raise ValueError(f"missing one-time tokens: {', '.join(missing)}")
+    except (KeyError, ValueError) as exc:
+        detail = f"{exc.args[0]} is not set" if isinstance(exc, KeyError) else str(exc)
+        emitter.emit(ErrorEvent("sandbox_failed", f"the sandbox was started wrongly: {detail}"))
+        return 1
+    return Runtime(emitter, tokens, channel, str(workspace)).run()

@@ -1,0 +1,155 @@
+"""What a tool is, how it is called, and how it fails.
+
+A tool is a plain function from an `Invocation` (the checked arguments plus the limits that apply
+to this call) to a JSON-able dict. It fails by raising `ToolError`, whose message is written for
+the model: it says what was wrong and what to do instead. A failed tool is a failed step, fed
+back to the model; it never ends the run.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Lists (list_dir, glob, grep) stop at this many entries, with a truncation note.
+MAX_ENTRIES = 1000
+
+
+class ToolError(Exception):
+    """A tool call failed; the message tells the model what went wrong.
+
+    Attributes:
+        details: optional data to show alongside (e.g. the output a timed-out command produced).
+    """
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One call of a tool.
+
+    Attributes:
+        root: the workspace directory, fully resolved (no symlinks); file tools stay inside it.
+        args: the arguments, already checked against the tool's schema.
+        timeout_sec: seconds this call may take: the tool's own timeout, cut to the time left
+            before the run's deadline.
+        output_cap: the tool's output cap (bytes of each stream or of file content).
+    """
+
+    root: str
+    args: dict[str, Any]
+    timeout_sec: float
+    output_cap: int
+
+
+ToolFunction = Callable[[Invocation], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool the model can call.
+
+    Attributes:
+        name: the name the model calls it by.
+        description: what it does and how to use it, written for the model.
+        parameters: JSON schema of the arguments (an object, `additionalProperties: false`).
+        timeout_sec: longest a call may run (file tools use it as a time budget for walks).
+        output_cap: bytes of output kept (see `Invocation.output_cap`).
+        function: the implementation.
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    timeout_sec: float
+    output_cap: int
+    function: ToolFunction
+
+
+def schema(properties: dict[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
+    """A closed JSON schema object: unknown arguments are an error the model is told about."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "boolean": (bool,),
+    "number": (int, float),
+}
+
+
+def check_args(tool: Tool, args: Any) -> list[str]:
+    """Check arguments against the tool's schema (the subset of JSON schema the tools use).
+
+    Returns:
+        One problem per line, written for the model; empty when the arguments are fine.
+    """
+    if not isinstance(args, dict):
+        return [f"the arguments must be a JSON object, got {type(args).__name__}"]
+    props: dict[str, dict[str, Any]] = tool.parameters["properties"]
+    problems = [
+        f"missing required argument '{n}'" for n in tool.parameters["required"] if n not in args
+    ]
+    for name, value in args.items():
+        spec = props.get(name)
+        if spec is None:
+            problems.append(f"unknown argument '{name}' (allowed: {', '.join(props)})")
+            continue
+        expected = spec["type"]
+        # In JSON true is not a number; in Python bool is an int subclass: exclude it explicitly.
+        if not isinstance(value, _JSON_TYPES[expected]) or (
+            expected != "boolean" and isinstance(value, bool)
+        ):
+            problems.append(f"argument '{name}' must be {expected}, got {type(value).__name__}")
+            continue
+        if "minimum" in spec and value < spec["minimum"]:
+            problems.append(f"argument '{name}' must be >= {spec['minimum']}, got {value}")
+        if "maximum" in spec and value > spec["maximum"]:
+            problems.append(f"argument '{name}' must be <= {spec['maximum']}, got {value}")
+        if spec.get("minLength") and isinstance(value, str) and len(value) < spec["minLength"]:
+            problems.append(f"argument '{name}' must not be empty")
+    return problems
+
+
+def decode_prefix(data: bytes) -> tuple[str, int]:
+    """Decode bytes cut at an arbitrary point: invalid bytes are replaced, a character split by
+    the cut at the very end is left out.
+
+    Returns:
+        (text, number of bytes of `data` the text stands for).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(data, final=False)  # holds back an incomplete trailing sequence
+    return text, len(data) - len(decoder.getstate()[0])
+
+
+def truncation_marker(shown: int, total: int) -> str:
+    """The marker appended to output that was cut, saying how much there was."""
+    return f"\n[... output truncated: {total} bytes in total, the first {shown} shown]"
+
+
+def decode_capped(data: bytes, total: int) -> tuple[str, bool]:
+    """Decode captured output as UTF-8 (invalid bytes replaced), marking it when it was cut.
+
+    Args:
+        data: the bytes kept.
+        total: how many bytes there were in all.
+
+    Returns:
+        (text, truncated).
+    """
+    if total <= len(data):
+        return data.decode("utf-8", "replace"), False
+    text, used = decode_prefix(data)
+    return text + truncation_marker(used, total), True
