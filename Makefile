@@ -18,6 +18,7 @@ install: $(STAMP)
 
 ## make demo: set everything up and start Actana with a demo workspace and agent
 demo: $(STAMP)
+	@scripts/ensure-bubblewrap.sh
 	$(BIN)/actana demo
 
 ## make test: set everything up, lint, type-check and run the whole suite

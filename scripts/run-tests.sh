@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/ensure-bubblewrap.sh
+
 if [ -z "${ACTANA_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   ACTANA_TEST_POSTGRES_URL=$(.ci/postgres.sh)
   export ACTANA_TEST_POSTGRES_URL

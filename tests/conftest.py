@@ -114,11 +114,15 @@ def context(settings: Settings, build: Callable[[Settings], AppContext]) -> AppC
 class LiveServer:
     """The app served by a real uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(self, context: AppContext, workers: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(context), log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            create_app(context, workers=workers),
+            log_level="warning",
+            lifespan="on" if workers else "off",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 
@@ -140,6 +144,15 @@ class LiveServer:
 @pytest.fixture
 def live_server(context: AppContext) -> Iterator[LiveServer]:
     server = LiveServer(context)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def worker_server(context: AppContext) -> Iterator[LiveServer]:
+    """The app with two in-process workers: runs really execute, in real sandboxes."""
+    server = LiveServer(context, workers=2)
     server.start()
     yield server
     server.stop()

@@ -56,12 +56,65 @@ class Settings(BaseSettings):
 
     keys_rotate_batch_size: int = Field(default=200, ge=1)
 
+    workers: int = Field(default=2, ge=0, le=64)
+    """Workers `actana server` runs in-process (0: the server only queues; run `actana worker`)."""
+
+    max_concurrent_runs: int = Field(default=4, ge=1)
+    """Sandboxes alive at once across all workspaces (queue_acquisition waits for a slot)."""
+
+    max_concurrent_runs_per_workspace: int = Field(default=2, ge=1)
+
+    queue_wait_max_sec: int = Field(default=600, ge=1)
+    """How long a claimed run may wait for a sandbox slot before it fails."""
+
+    max_event_line_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Longest NDJSON line accepted from a sandbox; longer ones are dropped with a warning."""
+
+    max_model_calls_per_run: int = Field(default=100, ge=1)
+
+    sandbox_fallback_native: bool = False
+    """Let runs of the `container` flavor fall back to the native sandbox when no container
+    backend is reachable (on in the demo; off in production, where such runs fail instead)."""
+
+    runtime_command: list[str] | None = None
+    """Argv that starts the in-sandbox runtime (default: this interpreter, `-I -m actana.runtime`).
+    Only for testing alternative runtimes."""
+
+    native_bwrap: str = Field(default="auto", pattern="^(auto|always|never)$")
+    """Whether the native sandbox runs inside bubblewrap namespaces."""
+
+    sandbox_uid: int = Field(default=65534, ge=1)
+    """When the server runs as root and no uid pool is set, sandboxes run as this uid (and gid)."""
+
+    sandbox_uid_pool_start: int | None = Field(default=200_000, ge=1)
+    """When the server runs as root, each live sandbox gets its own uid from
+    [start, start + size), so runs cannot see each other even without bubblewrap. None: share
+    `sandbox_uid`."""
+
+    sandbox_uid_pool_size: int = Field(default=256, ge=1)
+
+    tool_timeout_sec: int = Field(default=60, ge=1)
+    tool_output_bytes: int = Field(default=64 * 1024, ge=1024)
+    asset_max_files: int = Field(default=20, ge=1)
+    asset_max_file_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    asset_max_total_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL to connect to, defaulting to SQLite inside the data dir."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'actana.db').resolve()}"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Each run's own folder lives under here: runs/<workspace>/<run>/."""
+        return self.data_dir / "runs"
+
+    @property
+    def sandboxes_dir(self) -> Path:
+        """Native sandboxes' workspaces and per-run channel sockets."""
+        return self.data_dir / "sandboxes"
 
     @property
     def dev_key_file(self) -> Path:

@@ -197,7 +197,9 @@ def test_no_key_material_in_server_output_or_responses(cli, master_key):
             bodies.append(client.get(url + "/model-endpoints/" + r.json()["id"]).text)
             bodies.append(client.get(url + "/audit-events").text)
             bodies.append(client.get(f"http://127.0.0.1:{port}/readyz").text)
-            bad = client.post(url + "/model-endpoints", json={"name": "a", "provider": "x", "api_key": canary})
+            bad = client.post(
+                url + "/model-endpoints", json={"name": "a", "provider": "x", "api_key": canary}
+            )
             assert bad.status_code == 422
             bodies.append(bad.text)
     finally:

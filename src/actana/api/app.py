@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from actana import __version__
@@ -13,17 +16,39 @@ from actana.api.routes import (
     health,
     mcp_servers,
     model_endpoints,
+    runs,
+    sandbox,
     skills,
     workspaces,
 )
+from actana.runs.worker import WorkerPool
 
 
-def create_app(context: AppContext) -> FastAPI:
-    """Build the app around an already started-up context (see `actana.bootstrap`)."""
+def create_app(context: AppContext, *, workers: int | None = None) -> FastAPI:
+    """Build the app around an already started-up context (see `actana.bootstrap`).
+
+    Args:
+        context: settings, database and keyring, already checked.
+        workers: in-process workers to run while the app is up (default: the setting).
+    """
+    count = context.settings.workers if workers is None else workers
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool = WorkerPool(context, count) if count > 0 else None
+        if pool is not None:
+            await pool.start()
+        try:
+            yield
+        finally:
+            if pool is not None:
+                await pool.stop()
+
     app = FastAPI(
         title="Actana",
         version=__version__,
         description="Run AI agents in locked-down sandboxes with a replayable audit trail.",
+        lifespan=lifespan,
     )
     app.state.context = context
     install_error_handlers(app)
@@ -35,4 +60,6 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(skills.router, prefix=prefix)
     app.include_router(mcp_servers.router, prefix=prefix)
     app.include_router(agents.router, prefix=prefix)
+    app.include_router(runs.router, prefix=prefix)
+    app.include_router(sandbox.router)
     return app

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from actana.db.engine import Database
+from actana.runs.live import LiveRuns
 from actana.security.keyring import Keyring
 from actana.security.secret_store import SecretStore
 from actana.settings import Settings
@@ -17,7 +18,16 @@ class AppContext:
     settings: Settings
     database: Database
     keyring: Keyring
+    live: LiveRuns = field(default_factory=LiveRuns)
 
     @property
     def secrets(self) -> SecretStore:
         return SecretStore(self.keyring)
+
+    def wake_workers(self) -> None:
+        """Tell this process's idle workers that a run was queued."""
+        self.live.wake_workers()
+
+    def notify_cancel(self, run_id: str) -> None:
+        """Tell this process's worker of a run that its cancel was requested."""
+        self.live.notify_cancel(run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from actana import __version__
-from actana.cli import db, demo, keys, server, workspace
+from actana.cli import db, demo, keys, runs, server, workspace
 
 app = typer.Typer(
     name="actana",
@@ -18,6 +18,10 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(workspace.app, name="workspace")
 app.command("server")(server.serve)
 app.command("demo")(demo.demo)
+app.command("run")(runs.run)
+app.command("logs")(runs.logs)
+app.command("verify")(runs.verify)
+app.command("worker")(runs.worker)
 
 
 @app.command("version")

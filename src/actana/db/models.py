@@ -275,3 +275,69 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str | None] = mapped_column(String(200), default=None)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Run(Base):
+    """One provision of one agent. The runs table is also the queue (status `queued`)."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    # No foreign key: a run outlives the agent it ran, and keeps its name for the record.
+    agent_id: Mapped[str] = mapped_column(String(32), index=True)
+    agent_name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    prompt: Mapped[str] = mapped_column(Text)
+    flavor: Mapped[str] = mapped_column(String(16))
+    sandbox_backend: Mapped[str | None] = mapped_column(String(32), default=None)
+    isolation: Mapped[str | None] = mapped_column(String(200), default=None)
+    worker_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    slot_acquired: Mapped[bool] = mapped_column(Boolean, default=False)
+    model_calls: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    rounds: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_sec: Mapped[int] = mapped_column(Integer)
+    result_message: Mapped[str | None] = mapped_column(Text, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    input_files: Mapped[list[Any]] = mapped_column(default=list)
+    output_files: Mapped[list[Any]] = mapped_column(default=list)
+    # The last line's hash, kept out of reach of whoever can write the run folder, so that a
+    # rewritten stream.jsonl (with a rebuilt chain) is still caught.
+    chain: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RunToken(Base):
+    """A one-time token (setup, run, upload) or the run's session token; SHA-256 only."""
+
+    __tablename__ = "run_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Worker(Base):
+    """A live worker process; `heartbeat_at` tells the reaper whether it is still there."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

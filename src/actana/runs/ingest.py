@@ -314,16 +314,10 @@ class RunRecorder:
         if self._over_budget > 1:
             note = f"dropped {self._over_budget} sandbox lines over the limit"
             self._write(warn_event(note, self._clock()))
-        terminal = self._held
-        if error is not None:
-            if terminal is not None:
-                note = f"the sandbox's {terminal['type']!r} line is superseded: {error[1]}"
-                self._write({**warn_event(note, self._clock()), "data": capped_data(terminal)})
-            terminal = {"type": "error", "code": error[0], "message": error[1]}
-            terminal.update({"usage": dict(usage)} if usage is not None else {})
-            terminal.update({"rounds": rounds} if rounds is not None else {})
-        elif terminal is None:
-            terminal = {"type": "error", "code": "sandbox_failed", "message": NO_TERMINAL}
+        if error is not None and self._held is not None:
+            note = f"the sandbox's {self._held['type']!r} line is superseded: {error[1]}"
+            self._write({**warn_event(note, self._clock()), "data": capped_data(self._held)})
+        terminal = self.terminal_preview(error=error, usage=usage, rounds=rounds)
         self._write(terminal)
         self._close()
         events = [json.loads(line) for line in self._lines]
@@ -344,6 +338,28 @@ class RunRecorder:
             lines=len(self._lines),
             result=result,
         )
+
+    def terminal_preview(
+        self,
+        *,
+        error: tuple[str, str] | None = None,
+        usage: Mapping[str, int] | None = None,
+        rounds: int | None = None,
+    ) -> dict[str, Any]:
+        """The terminal line `finish` would write with these arguments; nothing is written.
+
+        The worker records the run's final status in the database from it *before* the line
+        lands, so a client that saw the terminal line never reads a stale status.
+        """
+        if error is None:
+            held = self._held
+            if held is not None:
+                return dict(held)
+            return {"type": "error", "code": "sandbox_failed", "message": NO_TERMINAL}
+        terminal: dict[str, Any] = {"type": "error", "code": error[0], "message": error[1]}
+        terminal.update({"usage": dict(usage)} if usage is not None else {})
+        terminal.update({"rounds": rounds} if rounds is not None else {})
+        return terminal
 
     def _close(self) -> None:
         self._closed = True

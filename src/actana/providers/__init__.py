@@ -1,0 +1,1 @@
+"""Model providers used by the gateway: one module per provider behind `ModelProvider`."""

@@ -1,0 +1,85 @@
+"""A run's channel: the sandbox API served on a unix socket that only this run's sandbox gets.
+
+Requests arriving on it carry the run id in the ASGI scope, so a token of another run is refused
+even if it leaked. The socket lives in a fresh private directory with a short path (unix socket
+paths are limited to ~108 bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from actana.api.context import AppContext
+from actana.api.errors import install_error_handlers
+from actana.api.routes import sandbox
+
+CHANNEL_SCOPE_KEY = "actana_channel_run"
+
+
+def create_sandbox_app(context: AppContext) -> FastAPI:
+    """An app with only the sandbox API: nothing else is reachable over a run channel."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.context = context
+    install_error_handlers(app)
+    app.include_router(sandbox.router)
+    return app
+
+
+class _BoundToRun:
+    """ASGI wrapper that stamps every request with the run whose channel it came in on."""
+
+    def __init__(self, app: Any, run_id: str) -> None:
+        self.app = app
+        self.run_id = run_id
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, CHANNEL_SCOPE_KEY: self.run_id}
+        await self.app(scope, receive, send)
+
+
+class RunChannel:
+    """Serve the sandbox app on a per-run unix socket for as long as the run lives."""
+
+    def __init__(self, app: FastAPI, run_id: str) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="actana-"))
+        # The sandbox runs as another uid: it must be able to reach (not list) this directory.
+        self.directory.chmod(0o711)
+        self.socket_path = self.directory / "channel.sock"
+        config = uvicorn.Config(
+            _BoundToRun(app, run_id),
+            uds=str(self.socket_path),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.socket_path}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises the start-up error
+                raise RuntimeError("the run channel stopped during start-up")
+            await asyncio.sleep(0.001)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=5)
+            except TimeoutError:
+                self._task.cancel()
+        shutil.rmtree(self.directory, ignore_errors=True)

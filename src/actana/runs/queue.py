@@ -1,0 +1,100 @@
+"""The runs table as a queue: atomic claims, sandbox slots, worker heartbeats.
+
+Claiming is one statement that flips `queued` to `running` for exactly one worker: on PostgreSQL
+a `FOR UPDATE SKIP LOCKED` sub-select (workers never wait on each other's row locks); on SQLite a
+conditional UPDATE (SQLite serialises writers, so the WHERE re-check is the lock).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from actana.db.engine import Database
+from actana.db.models import Run, Worker, utcnow
+
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "timeout", "cancelled")
+
+
+def claim_next(database: Database, worker_id: str) -> str | None:
+    """Claim the oldest queued run for `worker_id`; None when the queue is empty."""
+    now = utcnow()
+    with database.session() as session:
+        oldest = (
+            select(Run.id).where(Run.status == "queued").order_by(Run.created_at, Run.id).limit(1)
+        )
+        if not database.is_sqlite:
+            oldest = oldest.with_for_update(skip_locked=True)
+        return session.execute(
+            update(Run)
+            .where(Run.id == oldest.scalar_subquery(), Run.status == "queued")
+            .values(status="running", worker_id=worker_id, claimed_at=now)
+            .returning(Run.id)
+            .execution_options(synchronize_session=False)
+        ).scalar()
+
+
+def try_acquire_slot(database: Database, run_id: str, *, total: int, per_workspace: int) -> bool:
+    """Take a sandbox slot for a claimed run if the global and workspace caps allow it."""
+    with database.session() as session:
+        if not database.is_sqlite:
+            # Serialise slot decisions: two transactions must not both see "one slot left".
+            session.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+        run = session.get(Run, run_id)
+        if run is None or run.status != "running":
+            return False
+        if run.slot_acquired:
+            return True
+        busy = _count_slots(session, None)
+        busy_here = _count_slots(session, run.workspace_id)
+        if busy >= total or busy_here >= per_workspace:
+            return False
+        run.slot_acquired = True
+        return True
+
+
+def _count_slots(session: Session, workspace_id: str | None) -> int:
+    statement = select(func.count()).where(Run.status == "running", Run.slot_acquired.is_(True))
+    if workspace_id is not None:
+        statement = statement.where(Run.workspace_id == workspace_id)
+    return session.scalar(statement) or 0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def register_worker(database: Database, worker_id: str) -> None:
+    with database.session() as session:
+        session.add(Worker(id=worker_id, hostname=socket.gethostname()[:255], pid=os.getpid()))
+
+
+def heartbeat(database: Database, worker_id: str) -> None:
+    with database.session() as session:
+        session.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow()))
+
+
+def unregister_worker(database: Database, worker_id: str) -> None:
+    with database.session() as session:
+        worker = session.get(Worker, worker_id)
+        if worker is not None:
+            session.delete(worker)
+
+
+def orphaned_runs(database: Database, *, stale_after: timedelta) -> list[str]:
+    """Running runs whose worker is gone or stopped heart-beating."""
+    cutoff = utcnow() - stale_after
+    with database.session() as session:
+        live = select(Worker.id).where(Worker.heartbeat_at >= cutoff)
+        rows = session.scalars(
+            select(Run.id).where(
+                Run.status == "running",
+                (Run.worker_id.is_(None)) | (Run.worker_id.not_in(live)),
+            )
+        )
+        return list(rows)

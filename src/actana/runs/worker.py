@@ -1,0 +1,76 @@
+"""Workers: claim queued runs and drive them; heartbeat; in-process or standalone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from anyio import to_thread
+
+from actana.api.context import AppContext
+from actana.runs import queue
+from actana.runs.backends import native_backend
+from actana.runs.channel import create_sandbox_app
+from actana.runs.driver import RunDriver
+
+log = logging.getLogger(__name__)
+IDLE_POLL_SEC = 0.5
+HEARTBEAT_SEC = 5.0
+STALE_AFTER = timedelta(seconds=30)
+
+
+class WorkerPool:
+    """`count` claim loops sharing one worker identity, one heartbeat and one sandbox app."""
+
+    def __init__(self, context: AppContext, count: int) -> None:
+        self.context = context
+        self.count = count
+        self.worker_id = queue.new_worker_id()
+        self.sandbox_app = create_sandbox_app(context)
+        self.backend = native_backend(context.settings)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self.context.live.bind(asyncio.get_running_loop())
+        await to_thread.run_sync(queue.register_worker, self.context.database, self.worker_id)
+        self._tasks = [asyncio.create_task(self._heartbeat())]
+        self._tasks += [asyncio.create_task(self._claim_loop(i)) for i in range(self.count)]
+        log.info("worker %s started with %d slot(s)", self.worker_id, self.count)
+
+    async def stop(self) -> None:
+        """Stop claiming; runs in progress are cancelled and end through their cleanup, so
+        none is left `running` and no sandbox is left behind."""
+        self._stopping.set()
+        self.context.live.wake_workers()
+        for run_id in self.context.live.active_runs():
+            self.context.live.notify_cancel(run_id)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await to_thread.run_sync(queue.unregister_worker, self.context.database, self.worker_id)
+
+    async def _heartbeat(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await to_thread.run_sync(queue.heartbeat, self.context.database, self.worker_id)
+            except Exception:
+                log.exception("heartbeat failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_SEC)
+
+    async def _claim_loop(self, index: int) -> None:
+        while not self._stopping.is_set():
+            try:
+                run_id = await to_thread.run_sync(
+                    queue.claim_next, self.context.database, self.worker_id
+                )
+            except Exception:
+                log.exception("claim failed")
+                run_id = None
+            if run_id is None:
+                await self.context.live.wait_for_work(IDLE_POLL_SEC)
+                continue
+            log.info("worker %s/%d claimed run %s", self.worker_id, index, run_id)
+            driver = RunDriver(self.context, self.sandbox_app, self.backend, self.worker_id, run_id)
+            await driver.drive()
