@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     queue_wait_max_sec: int = Field(default=600, ge=1)
     """How long a claimed run may wait for a sandbox slot before it fails."""
 
+    worker_stale_after_sec: int = Field(default=30, ge=2)
+    """A worker silent this long is dead: its runs are failed and its sandboxes removed."""
+
     max_event_line_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Longest NDJSON line accepted from a sandbox; longer ones are dropped with a warning."""
 

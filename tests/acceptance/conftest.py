@@ -107,3 +107,31 @@ def wait_ready(process: subprocess.Popen[str], url: str, timeout: float = 60) ->
             except subprocess.TimeoutExpired:
                 continue
     raise AssertionError("server did not become ready")
+
+
+def workspace_with_agent(
+    cli: Cli, url: str, script: list[dict[str, object]], **agent: object
+) -> tuple[httpx.Client, str, str]:
+    """A workspace (via the CLI), a scripted native agent (via the API); returns a client that
+    sends the key, the workspace id and the agent id."""
+    import json
+
+    created = json.loads(cli.run("workspace", "create", "acme", "--json").stdout)
+    client = httpx.Client(
+        base_url=f"{url}/api/v1/workspaces/{created['id']}",
+        headers={"Authorization": f"Bearer {created['api_key']}"},
+        timeout=60,
+    )
+    ep = client.post(
+        "/model-endpoints", json={"name": "m", "provider": "scripted", "script": script}
+    )
+    assert ep.status_code == 201, ep.text
+    body = {
+        "name": "hello",
+        "model_endpoint_id": ep.json()["id"],
+        "sandbox_flavor": "native",
+        **agent,
+    }
+    ag = client.post("/agents", json=body)
+    assert ag.status_code == 201, ag.text
+    return client, created["id"], ag.json()["id"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actana.db.engine import Database
+from actana.runs.backends import native_backend
 from actana.runs.live import LiveRuns
+from actana.sandboxes import SandboxBackend
 from actana.security.keyring import Keyring
 from actana.security.secret_store import SecretStore
 from actana.settings import Settings
@@ -19,6 +21,14 @@ class AppContext:
     database: Database
     keyring: Keyring
     live: LiveRuns = field(default_factory=LiveRuns)
+    _native: SandboxBackend | None = field(default=None, repr=False)
+
+    @property
+    def native_backend(self) -> SandboxBackend:
+        """The native sandbox backend, built (and its host probed) once per process."""
+        if self._native is None:
+            self._native = native_backend(self.settings)
+        return self._native
 
     @property
     def secrets(self) -> SecretStore:

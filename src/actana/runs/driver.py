@@ -145,7 +145,10 @@ class RunDriver:
                     raise PhaseFailed("sandbox_failed", "the agent's model endpoint is gone")
                 return f"agent {agent.name}, model {endpoint.provider}/{endpoint.model}"
 
-        return str(await self._db(check))
+        described = await self._db(self.backend.describe)
+        planned = described.get("isolation") or "unavailable"
+        # The run's first line says which isolation it will get; container_creation confirms.
+        return f"{await self._db(check)}; sandbox {run.flavor} -> isolation {planned}"
 
     async def _rotate_tokens(self, run: Run) -> str:
         not_after = utcnow() + timedelta(

@@ -137,6 +137,42 @@ class RunRecorder:
         self._over_budget = 0
         self._changed: anyio.Event | None = None  # created by the first waiter, on its loop
 
+    @classmethod
+    def resume(cls, run_id: str, run_dir: Path) -> RunRecorder:
+        """Reopen the stream of a run whose worker died, to end it properly.
+
+        A line cut short by the crash (no trailing newline) is dropped; the chain continues
+        from the last complete line.
+        """
+        path = run_dir / "stream.jsonl"
+        raw = path.read_bytes() if path.exists() else b""
+        complete = raw[: raw.rfind(b"\n") + 1]
+        if len(complete) != len(raw):
+            with path.open("r+b") as handle:
+                handle.truncate(len(complete))
+        # Built without __init__, which insists on creating a new stream file.
+        return cls.__new__(cls)._adopt(run_id, run_dir, complete)
+
+    def _adopt(self, run_id: str, run_dir: Path, complete: bytes) -> RunRecorder:
+        self.run_id, self.run_dir = run_id, run_dir
+        self.stream_path = run_dir / "stream.jsonl"
+        self._file = self.stream_path.open("ab")
+        self._clock = now_ms
+        self._max_stream_bytes = DEFAULT_MAX_STREAM_BYTES
+        self._lines = [line for line in complete.split(b"\n") if line]
+        self._chain = line_hash(self._lines[-1]) if self._lines else GENESIS
+        events = [json.loads(line) for line in self._lines]
+        self._last_ts = max((int(e.get("ts", 0)) for e in events), default=now_ms())
+        self._phases = {
+            str(e["phase"]) for e in events if e.get("type") == "log" and e.get("phase")
+        }
+        self._held = None
+        self._closed = any(e.get("type") in TERMINAL_TYPES for e in events)
+        self._sandbox_bytes = 0
+        self._over_budget = 0
+        self._changed = None
+        return self
+
     @property
     def lines(self) -> int:
         """How many lines are stored; the next line's seq."""

@@ -86,15 +86,34 @@ def unregister_worker(database: Database, worker_id: str) -> None:
             session.delete(worker)
 
 
+def _gone_locally(worker: Worker, hostname: str) -> bool:
+    """True when the worker ran on this host and its process no longer exists."""
+    if worker.hostname != hostname:
+        return False
+    try:
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # some process holds the pid: assume it is still our worker
+    return False
+
+
 def orphaned_runs(database: Database, *, stale_after: timedelta) -> list[str]:
-    """Running runs whose worker is gone or stopped heart-beating."""
+    """Running runs whose worker is gone: unknown, silent for `stale_after`, or (same host)
+    its process is dead."""
     cutoff = utcnow() - stale_after
+    hostname = socket.gethostname()[:255]
     with database.session() as session:
-        live = select(Worker.id).where(Worker.heartbeat_at >= cutoff)
-        rows = session.scalars(
-            select(Run.id).where(
-                Run.status == "running",
-                (Run.worker_id.is_(None)) | (Run.worker_id.not_in(live)),
-            )
-        )
-        return list(rows)
+        workers = {w.id: w for w in session.scalars(select(Worker))}
+        dead = {
+            wid
+            for wid, w in workers.items()
+            if w.heartbeat_at < cutoff or _gone_locally(w, hostname)
+        }
+        running = session.execute(select(Run.id, Run.worker_id).where(Run.status == "running"))
+        return [
+            run_id
+            for run_id, worker_id in running
+            if worker_id is None or worker_id not in workers or worker_id in dead
+        ]

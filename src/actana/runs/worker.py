@@ -11,14 +11,14 @@ from anyio import to_thread
 
 from actana.api.context import AppContext
 from actana.runs import queue
-from actana.runs.backends import native_backend
 from actana.runs.channel import create_sandbox_app
 from actana.runs.driver import RunDriver
+from actana.runs.recovery import reap
 
 log = logging.getLogger(__name__)
 IDLE_POLL_SEC = 0.5
 HEARTBEAT_SEC = 5.0
-STALE_AFTER = timedelta(seconds=30)
+REAP_EVERY_BEATS = 6  # a sweep every 30 s
 
 
 class WorkerPool:
@@ -29,13 +29,14 @@ class WorkerPool:
         self.count = count
         self.worker_id = queue.new_worker_id()
         self.sandbox_app = create_sandbox_app(context)
-        self.backend = native_backend(context.settings)
+        self.backend = context.native_backend
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         self.context.live.bind(asyncio.get_running_loop())
         await to_thread.run_sync(queue.register_worker, self.context.database, self.worker_id)
+        await self._reap()
         self._tasks = [asyncio.create_task(self._heartbeat())]
         self._tasks += [asyncio.create_task(self._claim_loop(i)) for i in range(self.count)]
         log.info("worker %s started with %d slot(s)", self.worker_id, self.count)
@@ -50,12 +51,26 @@ class WorkerPool:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await to_thread.run_sync(queue.unregister_worker, self.context.database, self.worker_id)
 
+    async def _reap(self) -> None:
+        try:
+            stale = timedelta(seconds=self.context.settings.worker_stale_after_sec)
+            swept = await reap(self.context, self.backend, stale)
+        except Exception:
+            log.exception("reaping failed")
+            return
+        if any(swept.values()):
+            log.warning("reaper: %s", swept)
+
     async def _heartbeat(self) -> None:
+        beats = 0
         while not self._stopping.is_set():
             try:
                 await to_thread.run_sync(queue.heartbeat, self.context.database, self.worker_id)
             except Exception:
                 log.exception("heartbeat failed")
+            beats += 1
+            if beats % REAP_EVERY_BEATS == 0:
+                await self._reap()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_SEC)
 

@@ -25,7 +25,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(context: Context) -> JSONResponse:
-    """Ready to serve: database reachable, schema current, master key valid."""
+    """Ready to serve: database reachable, schema current, master key valid, and the native
+    sandbox usable (with the isolation it gives runs)."""
     checks: dict[str, Any] = {}
     try:
         with context.database.engine.connect() as connection:
@@ -41,6 +42,11 @@ def readyz(context: Context) -> JSONResponse:
             checks["master_key"] = {"ok": True, "key_id": context.keyring.primary.key_id}
         except ActanaError as exc:
             checks["master_key"] = {"ok": False, "error": exc.message}
+    try:
+        described = context.native_backend.describe()
+        checks["sandbox_native"] = {"ok": bool(described.get("available")), **described}
+    except Exception as exc:  # reported, never raised: readiness must answer
+        checks["sandbox_native"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     ready = all(check.get("ok") for check in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},

@@ -1,0 +1,98 @@
+"""End what a dead worker left behind: runs stuck `running`, and their sandboxes.
+
+A worker that is killed (SIGKILL, OOM, power loss) cannot run its cleanup. Another worker, at
+its start and then periodically, finds runs whose worker stopped heart-beating, ends them as
+failed with a proper terminal line (the stream stays verifiable), and removes every sandbox of
+this host whose run is over or unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from anyio import to_thread
+from sqlalchemy import select, update
+
+from actana.api.context import AppContext
+from actana.db.models import Run, utcnow
+from actana.runs import queue, storage
+from actana.runs.ingest import RunRecorder
+from actana.sandboxes import SandboxBackend
+from actana.security import otp
+
+log = logging.getLogger(__name__)
+DEAD_WORKER = "its worker stopped (crashed or was killed) before the run ended"
+
+
+def _take_orphans(context: AppContext, stale_after: timedelta) -> list[Run]:
+    """Mark orphaned runs failed in the database (exactly once) and return them."""
+    taken: list[Run] = []
+    for run_id in queue.orphaned_runs(context.database, stale_after=stale_after):
+        with context.database.session() as session:
+            won = session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == "running")
+                .values(
+                    status="failed",
+                    error_code="sandbox_failed",
+                    error_message=DEAD_WORKER,
+                    ended_at=utcnow(),
+                    slot_acquired=False,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # another reaper got it first
+            otp.revoke_run_tokens(session, run_id)
+            row = session.get(Run, run_id)
+            assert row is not None
+            taken.append(row)
+    return taken
+
+
+def _end_stream(context: AppContext, run: Run) -> str | None:
+    directory = storage.run_dir(context.settings, run.workspace_id, run.id)
+    directory.mkdir(parents=True, exist_ok=True)
+    recorder = RunRecorder.resume(run.id, directory)
+    if recorder.closed:
+        return None
+    for phase in recorder.missing_phases():
+        recorder.phase(phase, 0, "skipped", f"{phase} skipped: {DEAD_WORKER}")
+    summary = recorder.finish(error=("sandbox_failed", DEAD_WORKER), files=run.output_files)
+    return summary.chain
+
+
+def _terminal_or_unknown(context: AppContext, run_ids: list[str]) -> set[str]:
+    with context.database.session() as session:
+        live = set(
+            session.scalars(select(Run.id).where(Run.id.in_(run_ids), Run.status.in_(queue.ACTIVE)))
+        )
+    return set(run_ids) - live
+
+
+async def reap(
+    context: AppContext, backend: SandboxBackend, stale_after: timedelta
+) -> dict[str, int]:
+    """One sweep: fail orphaned runs, then remove sandboxes whose run is over or unknown."""
+    orphans = await to_thread.run_sync(_take_orphans, context, stale_after)
+    for run in orphans:
+        chain = await to_thread.run_sync(_end_stream, context, run)
+        if chain is not None:
+            await to_thread.run_sync(_store_chain, context, run.id, chain)
+        log.warning("run %s failed: %s", run.id, DEAD_WORKER)
+    refs = await backend.list_own()
+    dead = await to_thread.run_sync(_terminal_or_unknown, context, [r.run_id for r in refs])
+    removed = 0
+    for ref in refs:
+        if ref.run_id in dead:
+            await backend.remove_by_ref(ref)
+            removed += 1
+    return {"runs_failed": len(orphans), "sandboxes_removed": removed}
+
+
+def _store_chain(context: AppContext, run_id: str, chain: str) -> None:
+    with context.database.session() as session:
+        row = session.get(Run, run_id)
+        if row is not None:
+            row.chain = chain
