@@ -1,7 +1,9 @@
-"""`actana demo`: a dev-mode server with a ready demo workspace, agent and instructions."""
+"""`actana demo`: a dev-mode server, a demo workspace and agent, and one real run of it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Annotated
 
 import typer
@@ -10,7 +12,9 @@ from sqlalchemy import select
 
 from actana.api.app import create_app
 from actana.api.context import AppContext
-from actana.cli.common import console, load_settings, start_context
+from actana.cli.client import ApiClient
+from actana.cli.common import console, fail, load_settings, start_context
+from actana.cli.runs import follow, print_summary
 from actana.crew import agents, model_endpoints
 from actana.crew.workspaces import create_workspace
 from actana.db.models import Agent, ModelEndpoint, Workspace
@@ -60,7 +64,6 @@ def ensure_demo_crew(context: AppContext) -> tuple[str, str, str]:
                 name="hello",
                 system_prompt="You are a careful assistant working in a sandbox.",
                 model_endpoint_id=endpoint.id,
-                sandbox_flavor="native",
             )
             agent = agents.create(context, session, workspace.id, agent_body, "demo")
             session.flush()
@@ -69,29 +72,68 @@ def ensure_demo_crew(context: AppContext) -> tuple[str, str, str]:
 
 def demo(
     port: Annotated[int, typer.Option(help="Port to serve the demo on")] = 8321,
-    serve: Annotated[bool, typer.Option(help="Keep serving after the set-up")] = True,
+    serve: Annotated[bool, typer.Option(help="Keep serving after the demo run")] = True,
 ) -> None:
-    """Start a dev-mode server with a demo workspace and agent, and print how to use it."""
+    """Start a dev-mode server, run the demo agent end to end in a sandbox, and keep serving."""
     settings = load_settings()
     settings.dev_mode = True
     settings.port = port
+    # No container backend yet: the demo's container-flavor agent falls back to native, and the
+    # run's log says so.
+    settings.sandbox_fallback_native = True
     context = start_context(settings)
     workspace_id, api_key, agent_id = ensure_demo_crew(context)
-    base = f"http://{settings.host}:{settings.port}"
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(context), host=settings.host, port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            fail(f"the server could not start on {settings.host}:{port} (is the port taken?)")
+        time.sleep(0.02)
+    base = f"http://{settings.host}:{port}"
+    console.print(f"[bold]Actana demo[/] (dev mode; data in {settings.data_dir.resolve()})")
+    isolation = context.native_backend.describe().get("isolation")
     console.print(
-        f"""[bold]Actana demo[/] (dev mode; data in {settings.data_dir.resolve()})
+        "notice: no container sandbox backend here, so the demo agent (flavor `container`) runs"
+        f" in the native sandbox: {isolation}\n",
+        highlight=False,
+        soft_wrap=True,
+    )
+    client = ApiClient(base, workspace_id, api_key)
+    run = client.post(f"/agents/{agent_id}/runs", json={"prompt": "Say hello with a file."})
+    final = follow(client, run["id"])
+    print_summary(final, base)
+    run_folder = settings.runs_dir.resolve() / workspace_id / run["id"]
+    console.print(
+        f"""
+The run's own folder: {run_folder}
+  stream.jsonl (the audit trail), steps.json, result.json, outputs/
+  check it:  .venv/bin/actana verify {run_folder}
 
-  workspace  {workspace_id}
-  API key    {api_key}
-  agent      hello ({agent_id}), scripted model, native sandbox
+Try it yourself:
+  export ACTANA_SERVER_URL={base} ACTANA_WORKSPACE={workspace_id} ACTANA_API_KEY={api_key}
+  .venv/bin/actana run hello "hi again"
+  curl -s -H "Authorization: Bearer $ACTANA_API_KEY" {base}/api/v1/workspaces/{workspace_id}/runs
+  API docs: {base}/docs
 
-Try it from another terminal:
-  export ACTANA_KEY={api_key}
-  curl -s -H "Authorization: Bearer $ACTANA_KEY" {base}/api/v1/workspaces/{workspace_id}/agents
-  curl -s {base}/readyz
-  open {base}/docs for the whole API
+Use a real model: create a model endpoint (provider anthropic, openai, gemini or
+openai_compatible, with its api_key) and point the agent at it:
+  PATCH {base}/api/v1/workspaces/{workspace_id}/agents/{agent_id} {{"model_endpoint_id": ...}}
 """,
         highlight=False,
+        soft_wrap=True,
     )
-    if serve:
-        uvicorn.run(create_app(context), host=settings.host, port=settings.port, log_level="info")
+    client.close()
+    if not serve:
+        server.should_exit = True
+        thread.join(timeout=30)
+        raise typer.Exit(0 if final["status"] == "succeeded" else 1)
+    console.print("Serving; Ctrl-C to stop.")
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -37,6 +37,8 @@ class RunView:
     def feed(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "log":
+            if event.get("phase") == "container_creation":
+                self.logs.append(("info", str(event.get("message", ""))))
             if event.get("phase"):
                 self.phases.append(
                     (
