@@ -76,10 +76,17 @@ class RunChannel:
             await asyncio.sleep(0.001)
 
     async def stop(self) -> None:
-        self._server.should_exit = True
+        """Close the channel at once.
+
+        It is stopped after the sandbox is removed, so nobody is left to talk to it: uvicorn's
+        graceful shutdown (a 0.1 s exit poll plus a 0.1 s drain) would only add ~150 ms to
+        every run's cleanup.
+        """
+        for listener in self._server.servers:
+            listener.close()
+        for connection in list(self._server.server_state.connections):
+            connection.shutdown()
         if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout=5)
-            except TimeoutError:
-                self._task.cancel()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -261,21 +261,25 @@ class RunDriver:
     async def _execute(self, run: Run, cancel: asyncio.Event) -> None:
         """Let the sandbox run until it ends, the deadline passes, or the run is cancelled."""
         pump = asyncio.create_task(self._pump())
-        while not pump.done():
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                self._fail("timeout", f"execution exceeded {run.timeout_sec} s")
-                break
-            done, _ = await asyncio.wait(
-                {pump, asyncio.ensure_future(cancel.wait())},
-                timeout=min(remaining, CANCEL_POLL_SEC),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if pump in done:
-                break
-            if await self._cancel_requested(cancel):
-                self._fail("cancelled", "cancelled by request")
-                break
+        cancelled = asyncio.create_task(cancel.wait())
+        try:
+            while not pump.done():
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fail("timeout", f"execution exceeded {run.timeout_sec} s")
+                    break
+                done, _ = await asyncio.wait(
+                    {pump, cancelled},
+                    timeout=min(remaining, CANCEL_POLL_SEC),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if pump in done:
+                    break
+                if await self._cancel_requested(cancel):
+                    self._fail("cancelled", "cancelled by request")
+                    break
+        finally:
+            cancelled.cancel()
         if not pump.done():
             await self.sandbox.kill()
             pump.cancel()
