@@ -12,7 +12,7 @@ import socket
 from datetime import timedelta
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import aliased
 
 from actana.db.engine import Database
 from actana.db.models import Run, Worker, utcnow
@@ -40,29 +40,37 @@ def claim_next(database: Database, worker_id: str) -> str | None:
 
 
 def try_acquire_slot(database: Database, run_id: str, *, total: int, per_workspace: int) -> bool:
-    """Take a sandbox slot for a claimed run if the global and workspace caps allow it."""
+    """Take a sandbox slot for a claimed run if the global and workspace caps allow it.
+
+    One conditional UPDATE whose WHERE counts the slots in use: on SQLite a single statement
+    runs under the write lock, so the count cannot go stale between check and take (the Python
+    driver runs SELECTs outside the transaction, so a read-then-write would race). PostgreSQL
+    evaluates the counts on a snapshot, so decisions there are serialised by an advisory lock.
+    """
     with database.session() as session:
         if not database.is_sqlite:
-            # Serialise slot decisions: two transactions must not both see "one slot left".
             session.execute(text("SELECT pg_advisory_xact_lock(727274)"))
         run = session.get(Run, run_id)
         if run is None or run.status != "running":
             return False
         if run.slot_acquired:
             return True
-        busy = _count_slots(session, None)
-        busy_here = _count_slots(session, run.workspace_id)
-        if busy >= total or busy_here >= per_workspace:
-            return False
-        run.slot_acquired = True
-        return True
-
-
-def _count_slots(session: Session, workspace_id: str | None) -> int:
-    statement = select(func.count()).where(Run.status == "running", Run.slot_acquired.is_(True))
-    if workspace_id is not None:
-        statement = statement.where(Run.workspace_id == workspace_id)
-    return session.scalar(statement) or 0
+        busy = aliased(Run)
+        in_use = select(func.count()).where(busy.status == "running", busy.slot_acquired.is_(True))
+        in_use_here = in_use.where(busy.workspace_id == run.workspace_id)
+        taken = session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.status == "running",
+                Run.slot_acquired.is_(False),
+                in_use.scalar_subquery() < total,
+                in_use_here.scalar_subquery() < per_workspace,
+            )
+            .values(slot_acquired=True)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def new_worker_id() -> str:
