@@ -135,3 +135,33 @@ def test_killed_worker_leaves_no_running_run_and_no_sandbox(cli):
         second.terminate()
         second.communicate(timeout=30)
         client.close()
+
+
+def test_standalone_worker_runs_what_a_worker_less_server_queues(cli):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = cli.popen("server", "--port", str(port), ACTANA_WORKERS="0")
+    worker = None
+    try:
+        wait_ready(api, url)
+        client, _ws, agent = workspace_with_agent(cli, url, SCRIPT)
+        run = client.post(f"/agents/{agent}/runs", json={"prompt": "hi"}).json()
+        assert client.get(f"/runs/{run['id']}").json()["status"] == "queued"
+        worker = cli.popen("worker", "--count", "1")
+        # The API process follows a run driven by another process, from the shared files.
+        with client.stream("GET", f"/runs/{run['id']}/events") as events:
+            lines = [json.loads(line) for line in events.iter_lines()]
+        assert lines[-1]["type"] == "result", lines[-1]
+        final = client.get(f"/runs/{run['id']}").json()
+        assert final["status"] == "succeeded"
+        assert [f["name"] for f in final["output_files"]] == ["hello.txt"]
+        client.close()
+    finally:
+        outputs = {}
+        for name, process in (("worker", worker), ("api", api)):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                outputs[name] = process.communicate(timeout=30)
+    assert worker is not None
+    assert worker.returncode == 0, outputs["worker"][1]
+    assert "worker stopped" in outputs["worker"][0]
