@@ -21,3 +21,13 @@ def test_openapi_lists_the_crew_routes(live_server):
     for resource in ("model-endpoints", "environments", "skills", "mcp-servers", "agents"):
         assert f"/api/v1/workspaces/{{ws}}/{resource}" in paths
     assert httpx.get(live_server.url + "/docs").status_code == 200
+
+
+def test_broken_json_names_the_body(tenant):
+    r = tenant.client.post(
+        tenant.path("/model-endpoints"),
+        content=b'{"name": "x",',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "body"

@@ -22,6 +22,9 @@ def _field_path(location: tuple[object, ...] | list[object]) -> str:
     # FastAPI reports ("body", "variables", 0, "name"); clients want "variables.0.name".
     parts = [str(p) for p in location]
     if parts and parts[0] in {"body", "query", "path", "header", "form"}:
+        # ("body", 12) is a JSON syntax error at character 12: the body as a whole is at fault.
+        if parts[0] == "body" and len(parts) == 2 and parts[1].isdigit():
+            return "body"
         parts = parts[1:]
     return ".".join(parts)
 
