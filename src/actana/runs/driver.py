@@ -33,7 +33,13 @@ from actana.runs.chain import run_status
 from actana.runs.channel import RunChannel
 from actana.runs.ingest import RunRecorder, parse_sandbox_line
 from actana.runs.lines import capped_lines
-from actana.sandboxes import SandboxBackend, SandboxLimits, SandboxSpec
+from actana.sandboxes import (
+    OutputLimitExceededError,
+    SandboxBackend,
+    SandboxError,
+    SandboxLimits,
+    SandboxSpec,
+)
 from actana.security import otp
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,7 @@ class RunDriver:
         self.sandbox: Any = None
         self.channel: RunChannel | None = None
         self.tokens: dict[str, str] = {}
+        self.sandbox_limits = SandboxLimits()
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await to_thread.run_sync(fn, *args)
@@ -122,6 +129,14 @@ class RunDriver:
         except PhaseFailed as exc:
             self._fail(exc.code, exc.message)
             message, outcome = exc.message, "failed"
+        except SandboxError as exc:
+            message, outcome = f"the sandbox failed: {exc}", "failed"
+            self._fail("sandbox_failed", message)
+        except Exception as exc:
+            # Still exactly one line for the phase; the traceback goes to the server log.
+            log.exception("run %s: phase %s failed", self.run_id, name)
+            message, outcome = f"worker error: {type(exc).__name__}", "failed"
+            self._fail("internal", message)
         elapsed = int((time.monotonic() - started) * 1000)
         self.outcome.timings[name] = elapsed
         self.recorder.phase(name, elapsed, outcome, message)
@@ -207,7 +222,7 @@ class RunDriver:
             command=self.settings.runtime_command or [sys.executable, "-I", "-m", "actana.runtime"],
             env=env,
             channel_socket=self.channel.socket_path,
-            limits=SandboxLimits(),
+            limits=self.sandbox_limits,
         )
         self.sandbox = await self.backend.create(spec)
         self.tokens = {}  # handed over; the worker keeps no copy
@@ -281,11 +296,16 @@ class RunDriver:
         finally:
             cancelled.cancel()
         if not pump.done():
-            await self.sandbox.kill()
+            # Stop ingesting first: a sandbox flooding stdout would otherwise starve the kill's
+            # /proc scan (it runs in a thread) of the GIL and push the end past the deadline.
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
-        elif pump.exception() is not None:
-            raise pump.exception()  # type: ignore[misc]
+            await self.sandbox.kill()
+        elif isinstance(pump.exception(), OutputLimitExceededError):
+            limit = self.sandbox_limits.output_bytes
+            self._fail("sandbox_failed", f"the sandbox wrote more than {limit} bytes to stdout")
+        elif (error := pump.exception()) is not None:
+            raise error
         try:
             await self.sandbox.wait(timeout=EXIT_GRACE_SEC)
         except TimeoutError:
