@@ -80,5 +80,3 @@ async def model_turn(
     except ModelCallError as exc:
         log.info("model call of run %s failed: %s", run_id, exc.message)
         yield asdict(GatewayError(code="model_error", message=exc.message))
-    finally:
-        api_key = None  # drop our reference to the key as soon as the call is over

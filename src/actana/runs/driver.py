@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -61,7 +62,6 @@ class PhaseFailed(Exception):
 class _Outcome:
     code: str | None = None
     message: str | None = None
-    timings: dict[str, int] = field(default_factory=dict)
 
 
 class RunDriver:
@@ -138,7 +138,6 @@ class RunDriver:
             message, outcome = f"worker error: {type(exc).__name__}", "failed"
             self._fail("internal", message)
         elapsed = int((time.monotonic() - started) * 1000)
-        self.outcome.timings[name] = elapsed
         self.recorder.phase(name, elapsed, outcome, message)
         return outcome == "ok"
 
@@ -236,8 +235,6 @@ class RunDriver:
 
     def _copy_inputs(self, run: Run) -> None:
         """Put the run's input files into the sandbox's $WORKSPACE_DIR/assets/ (trusted side)."""
-        import shutil
-
         source = storage.inputs_dir(self.settings, run.workspace_id, run.id)
         target = self.sandbox.workspace / "assets"
         target.mkdir(exist_ok=True)
@@ -335,7 +332,6 @@ class RunDriver:
         await self._db(release)
         self.recorder.fill_missing_runtime_phases()
         elapsed = int((time.monotonic() - started) * 1000)
-        self.outcome.timings["cleanup"] = elapsed
         message = "; ".join(problems) or "sandbox removed, tokens revoked, slot released"
         self.recorder.phase("cleanup", elapsed, "failed" if problems else "ok", message)
 
