@@ -29,6 +29,9 @@ BEGIN
     CREATE ROLE actana LOGIN CREATEDB PASSWORD 'actana';
   END IF;
 END $$;
+-- DROP DATABASE ... WITH (FORCE) ends the sessions still on a test database; one of them can
+-- be an autovacuum worker, which only a member of pg_signal_backend may end.
+GRANT pg_signal_backend TO actana;
 SQL
 port=$(pg_lsclusters -h | awk -v v="$version" '$1==v && $2=="main" {print $3}')
 echo "postgresql+psycopg://actana:actana@127.0.0.1:${port}/postgres"
