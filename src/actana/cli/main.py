@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from actana import __version__
-from actana.cli import db, demo, keys, runs, server, workspace
+from actana.cli import db, demo, keys, runs, sandbox, server, workspace
 
 app = typer.Typer(
     name="actana",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(workspace.app, name="workspace")
+app.add_typer(sandbox.app, name="sandbox")
 app.command("server")(server.serve)
 app.command("demo")(demo.demo)
 app.command("run")(runs.run)
