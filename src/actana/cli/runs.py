@@ -106,16 +106,54 @@ def logs(
     print_summary(final, server)
 
 
-def verify(path: Annotated[Path, typer.Argument(help="A run folder or its stream.jsonl")]) -> None:
-    """Check a run's hash chain; say which line was altered, if any."""
+def verify(
+    path: Annotated[
+        Path | None, typer.Argument(help="A run folder or its stream.jsonl", show_default=False)
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run", help="A run id: check its folder AND the hash the database kept"),
+    ] = None,
+) -> None:
+    """Check a run's hash chain; say which line was altered, if any.
+
+    A folder alone proves its lines are consistent with each other. Whoever can write the folder
+    could rebuild the whole chain, so `--run` also compares the last line's hash with the one
+    the worker stored in the database when the run ended.
+    """
     from actana.runs.chain import verify as verify_path
 
+    recorded: str | None = None
+    if run_id is not None:
+        path, recorded = _run_folder_and_chain(run_id)
+    if path is None:
+        fail("give a run folder, its stream.jsonl, or --run RUN_ID")
     report = verify_path(path)
-    if report.ok:
-        console.print(f"ok: {report.lines} line(s), chain intact", highlight=False)
-        return
-    where = f"line {report.first_bad_line}: " if report.first_bad_line else ""
-    fail(f"tampered: {where}{report.reason}", code=1)
+    if not report.ok:
+        where = f"line {report.first_bad_line}: " if report.first_bad_line else ""
+        fail(f"tampered: {where}{report.reason}", code=1)
+    if run_id is not None and report.chain != recorded:
+        fail(
+            "tampered: the stream's last hash differs from the one recorded in the database "
+            "when the run ended (the folder was rewritten)",
+            code=1,
+        )
+    checked = " and the database's record" if run_id is not None else ""
+    console.print(f"ok: {report.lines} line(s), chain intact{checked}", highlight=False)
+
+
+def _run_folder_and_chain(run_id: str) -> tuple[Path, str | None]:
+    from actana.db.models import Run
+    from actana.runs import storage
+
+    context = start_context()
+    with context.database.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            fail(f"no run {run_id!r} in this database")
+        if run.chain is None:
+            fail(f"run {run_id} has not ended yet ({run.status}): there is no final hash")
+        return storage.run_dir(context.settings, run.workspace_id, run.id), run.chain
 
 
 def worker(
