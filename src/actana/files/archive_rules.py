@@ -15,8 +15,10 @@ import tarfile
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeVar
 
 _CHUNK = 64 * 1024
 # Rejected names are echoed back to the uploader and into logs; cap how much of them we show.
@@ -46,6 +48,8 @@ _FIXES: dict[str, str] = {
 # Parsers of attacker-controlled bytes fail in many ways; all of them mean "not an archive we
 # can accept". MemoryError is deliberately absent, and ArchiveRejected (a ValueError) must be
 # re-raised before this tuple is caught.
+T = TypeVar("T")
+
 PARSE_ERRORS: tuple[type[Exception], ...] = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -350,6 +354,38 @@ def read_counted(
         )
     content = bytes(buf)
     return ArchiveMember(item.path, content, item.executable, hashlib.sha256(content).hexdigest())
+
+
+def read_planned(
+    plan: Sequence[tuple[T, PlannedFile]],
+    open_entry: Callable[[T], AbstractContextManager[IO[bytes]]],
+    limits: ArchiveLimits,
+) -> list[ArchiveMember]:
+    """Read every planned file through `read_counted`, in order, under the total cap.
+
+    Args:
+        plan: (format-specific entry, checked plan) pairs, in archive order.
+        open_entry: opens one entry's data stream (the only part that differs per format).
+        limits: the caps to enforce.
+
+    Raises:
+        ArchiveRejected: a cap is passed, or an entry's data is corrupt.
+    """
+    members: list[ArchiveMember] = []
+    read_so_far = 0
+    for entry, item in plan:
+        try:
+            with open_entry(entry) as stream:
+                member = read_counted(stream, item, read_so_far, limits)
+        except ArchiveRejected:
+            raise
+        except PARSE_ERRORS as exc:
+            raise ArchiveRejected(
+                "not_an_archive", item.shown, f"its data is corrupt ({printable(describe(exc))})"
+            ) from exc
+        read_so_far += len(member.data)
+        members.append(member)
+    return members
 
 
 def check_declared(item: PlannedFile, total: int, limits: ArchiveLimits) -> None:

@@ -12,19 +12,18 @@ import io
 import lzma
 import stat
 import tarfile
+from typing import IO
 
 from actana.files.archive_rules import (
-    PARSE_ERRORS,
     ArchiveLimits,
     ArchiveMember,
     ArchiveRejected,
     NameRegistry,
     PlannedFile,
     check_declared,
-    describe,
     normalise_name,
     printable,
-    read_counted,
+    read_planned,
 )
 
 _CHUNK = 64 * 1024
@@ -141,26 +140,16 @@ def read_tar(buf: bytes, limits: ArchiveLimits) -> list[ArchiveMember]:
             raise ArchiveRejected(
                 "not_an_archive", None, "it is truncated or has a corrupt header after its entries"
             )
-        members: list[ArchiveMember] = []
-        read_so_far = 0
-        for info, item in plan:
+
+        def open_entry(info: tarfile.TarInfo) -> IO[bytes]:
             stream = archive.extractfile(info)
             if stream is None:
-                raise ArchiveRejected("not_an_archive", item.shown, "its data cannot be read")
-            try:
-                with stream:
-                    member = read_counted(stream, item, read_so_far, limits)
-            except ArchiveRejected:
-                raise
-            except PARSE_ERRORS as exc:
                 raise ArchiveRejected(
-                    "not_an_archive",
-                    item.shown,
-                    f"its data is corrupt ({printable(describe(exc))})",
-                ) from exc
-            read_so_far += len(member.data)
-            members.append(member)
-    return members
+                    "not_an_archive", printable(info.name), "its data cannot be read"
+                )
+            return stream
+
+        return read_planned(plan, open_entry, limits)
 
 
 def _check_tar_entry(

@@ -12,19 +12,18 @@ import itertools
 import stat
 import struct
 import zipfile
+from typing import IO
 
 from actana.files.archive_rules import (
-    PARSE_ERRORS,
     ArchiveLimits,
     ArchiveMember,
     ArchiveRejected,
     NameRegistry,
     PlannedFile,
     check_declared,
-    describe,
     normalise_name,
     printable,
-    read_counted,
+    read_planned,
 )
 
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # first local header, or an empty zip
@@ -82,27 +81,15 @@ def read_zip(data: bytes, limits: ArchiveLimits) -> list[ArchiveMember]:
                 check_declared(item, total, limits)
                 plan.append((info, item))
         _check_zip_layout(data, infos, archive.start_dir)
-        members: list[ArchiveMember] = []
-        read_so_far = 0
-        for info, item in plan:
+
+        def open_entry(info: zipfile.ZipInfo) -> IO[bytes]:
             # zipfile stops each entry at its declared size and only then checks the CRC; we
             # raise that stop to just above our cap so that our own count sees a lying size.
             opened = copy.copy(info)
             opened.file_size = limits.max_file_bytes + 1
-            try:
-                with archive.open(opened) as stream:
-                    member = read_counted(stream, item, read_so_far, limits)
-            except ArchiveRejected:
-                raise
-            except PARSE_ERRORS as exc:
-                raise ArchiveRejected(
-                    "not_an_archive",
-                    item.shown,
-                    f"its data is corrupt ({printable(describe(exc))})",
-                ) from exc
-            read_so_far += len(member.data)
-            members.append(member)
-    return members
+            return archive.open(opened)
+
+        return read_planned(plan, open_entry, limits)
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
