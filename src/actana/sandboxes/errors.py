@@ -75,3 +75,9 @@ class SandboxCleanupError(SandboxError):
     """Processes or files of the sandbox survived kill/remove; `details` names what is left."""
 
     code = "sandbox_cleanup"
+
+
+class ImageBuildError(SandboxUnavailableError):
+    """The sandbox image could not be built; the message says which step failed and why."""
+
+    code = "sandbox_image_build"

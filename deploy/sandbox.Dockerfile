@@ -1,0 +1,1 @@
+../src/actana/sandboxes/image/sandbox.Dockerfile
