@@ -8,10 +8,13 @@ from datetime import timedelta
 
 import typer
 
+from actana.cli import sandbox_image
 from actana.cli.common import console, start_context
 from actana.runs.recovery import reap
 
 app = typer.Typer(help="Sandboxes of this host.", no_args_is_help=True)
+app.command("build-image")(sandbox_image.build_image)
+app.command("image")(sandbox_image.image)
 
 
 @app.command("cleanup")
