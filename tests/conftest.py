@@ -5,6 +5,10 @@ Every test that asks for `database_url` (directly or through `context`/`api`) ru
 a fresh SQLite file and once on a fresh PostgreSQL database. PostgreSQL comes from
 ACTANA_TEST_POSTGRES_URL (an admin URL; `make test` and CI set it). Without it the PostgreSQL
 half is skipped with a reason; CI sets ACTANA_TEST_REQUIRE_POSTGRES=1 so that it fails instead.
+
+Docker works the same way: `docker_client` skips without a reachable daemon, and fails instead
+when ACTANA_TEST_REQUIRE_DOCKER=1 (CI); `sandbox_image` builds the sandbox image once per session
+(a no-op when it is current) and returns its ref.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import httpx
 import psycopg
@@ -28,11 +33,16 @@ from actana.api.app import create_app
 from actana.api.context import AppContext
 from actana.bootstrap import build_context
 from actana.crew.workspaces import create_workspace
+from actana.exceptions import ActanaError
 from actana.security.keyring import generate_master_key
 from actana.settings import Settings
 
+if TYPE_CHECKING:
+    import docker
+
 POSTGRES_URL = os.environ.get("ACTANA_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("ACTANA_TEST_REQUIRE_POSTGRES") == "1"
+REQUIRE_DOCKER = os.environ.get("ACTANA_TEST_REQUIRE_DOCKER") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -192,3 +202,42 @@ def other_tenant(context: AppContext, live_server: LiveServer) -> Iterator[Tenan
     t = make_tenant(context, live_server, "beta")
     yield t
     t.client.close()
+
+
+def _default_settings() -> Settings:
+    """Settings as a test's own `Settings(_env_file=None)` sees them: no developer ACTANA_*."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("ACTANA_") and not name.startswith("ACTANA_TEST_"):
+                patch.delenv(name)
+        return Settings(_env_file=None)
+
+
+def _docker_missing(message: str) -> NoReturn:
+    if REQUIRE_DOCKER:
+        pytest.fail(f"ACTANA_TEST_REQUIRE_DOCKER=1, but {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A client of this machine's Docker daemon (DOCKER_HOST or the default socket)."""
+    from actana.sandboxes.docker_image import connect_docker
+
+    try:
+        client = connect_docker(_default_settings())
+    except ActanaError as exc:
+        _docker_missing(exc.message)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client: docker.DockerClient) -> str:
+    """The ref of the sandbox image for the default settings, built if missing or stale."""
+    from actana.sandboxes.docker_image import build_image
+
+    try:
+        return build_image(_default_settings(), docker_client).ref
+    except ActanaError as exc:
+        _docker_missing(f"the sandbox image cannot be built: {exc.message}")
