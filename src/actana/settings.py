@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from actana import __version__
+
 
 class Settings(BaseSettings):
     """Everything a deployment can configure."""
@@ -95,6 +97,39 @@ class Settings(BaseSettings):
     `sandbox_uid`."""
 
     sandbox_uid_pool_size: int = Field(default=256, ge=1)
+
+    docker_url: str | None = None
+    """Docker daemon address (e.g. unix:///var/run/docker.sock); None: DOCKER_HOST or the
+    default socket."""
+
+    sandbox_image_name: str = "actana-sandbox"
+    sandbox_image_tag: str = __version__
+    """The container flavor's image is `name:tag`; `actana sandbox build-image` builds it."""
+
+    sandbox_base_image: str = "python:3.11-slim-bookworm"
+    """Base of the sandbox image when it can be pulled; otherwise one is built from Debian's
+    packages with debootstrap (`sandbox_debian_mirror`, `sandbox_debian_suite`)."""
+
+    sandbox_debian_mirror: str = "http://deb.debian.org/debian"
+    sandbox_debian_suite: str = "bookworm"
+
+    container_memory_mb: int = Field(default=1024, ge=32)
+    """Memory cgroup limit of one container sandbox (also its RLIMIT_AS)."""
+
+    container_pids: int = Field(default=256, ge=8)
+    """Most processes (and threads) one container sandbox may have at once."""
+
+    container_cpus: float = Field(default=1.0, gt=0)
+    container_workspace_mb: int = Field(default=512, ge=1)
+    """Size of the tmpfs that holds a container sandbox's workspace."""
+
+    container_tmp_mb: int = Field(default=64, ge=1)
+    container_uid_pool_start: int = Field(default=300_000, ge=1000)
+    """Each container sandbox runs as its own uid from [start, start + size)."""
+
+    container_uid_pool_size: int = Field(default=50_000, ge=16)
+    container_warm_pool: int = Field(default=0, ge=0, le=64)
+    """Containers kept created and started, not yet given to any run (0: none)."""
 
     tool_timeout_sec: int = Field(default=60, ge=1)
     tool_output_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "actana"
-BACKEND_MODULES = {"native", "native_launch", "native_process", "native_state"}
+BACKEND_MODULES = {
+    "native",
+    "native_launch",
+    "native_process",
+    "native_state",
+    "docker",
+    "docker_config",
+    "docker_sandbox",
+    "docker_stream",
+}
 
 
 def _imports(path: Path) -> list[str]:
@@ -67,5 +76,13 @@ def test_backend_modules_are_imported_only_inside_sandboxes():
 def test_the_backend_list_is_complete():
     # A new backend module must be added to BACKEND_MODULES, or the rule above would miss it.
     modules = {p.stem for p in (SRC / "sandboxes").glob("*.py")}
-    shared = {"__init__", "base", "errors", "registry", "procfs"}
+    shared = {
+        "__init__",
+        "base",
+        "errors",
+        "registry",
+        "procfs",
+        "docker_image",
+        "docker_image_base",
+    }
     assert modules - shared - {m for m in modules if m.startswith("conformance")} == BACKEND_MODULES

@@ -16,12 +16,13 @@ once, so a backend only supplies raw bytes (`_raw_stdout`) and a raw exit (`_wai
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import ClassVar
 
@@ -66,7 +67,9 @@ class SandboxSpec:
     env: dict[str, str]
     """The only environment the process gets, plus what `sandbox_environment` adds."""
     channel_socket: Path | None = None
-    """A unix socket on the host, reachable inside at the same path (env ACTANA_CHANNEL)."""
+    """A unix socket on the host, alone in a directory of its own, reachable inside (env
+    ACTANA_CHANNEL: at the same path natively; a container gets the directory mounted and the
+    variable rewritten to where it sees the socket)."""
     limits: SandboxLimits = field(default_factory=SandboxLimits)
 
     def __post_init__(self) -> None:
@@ -96,6 +99,28 @@ def sandbox_environment(spec: SandboxSpec, workspace: str) -> dict[str, str]:
     return env
 
 
+def workspace_relative(relative: str) -> PurePosixPath:
+    """`relative` as a path inside a workspace.
+
+    Raises:
+        SandboxSpecError: it is absolute, empty, or climbs out with `..`.
+    """
+    path = PurePosixPath(relative)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise SandboxSpecError(f"{relative!r} is not a path inside the workspace")
+    return path
+
+
+def _write_no_follow(root: Path, target: Path, data: bytes) -> None:
+    """Write as the trusted side into a folder the sandbox controls: a symlink it planted, at
+    the file or at a parent, must not redirect the write out of the workspace."""
+    if not target.parent.resolve().is_relative_to(root.resolve()):
+        raise SandboxSpecError(f"{target.name!r}: a parent folder leads out of the workspace")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 @dataclass(frozen=True)
 class SandboxRef:
     """A sandbox found on the host by `SandboxBackend.list_own`, for the reaper."""
@@ -121,8 +146,33 @@ class Sandbox(ABC):
         self.isolation = isolation
         """What this run actually got, e.g. "native+bwrap(mount,pid,net,ipc,uts,cgroup)"."""
         self.workspace = workspace
-        """Host-side path of $WORKSPACE_DIR; write input files here before start()."""
+        """Host-side folder whose content is $WORKSPACE_DIR's at start(): write input files here
+        before start(). Whether it stays the live workspace afterwards: `shares_workspace`."""
         self._stdout_taken = False
+
+    shares_workspace: ClassVar[bool] = True
+    """True when `workspace` *is* the live $WORKSPACE_DIR (native); False when it is a staging
+    folder copied in at start() (a container's workspace is a tmpfs the host cannot see)."""
+
+    async def write_file(self, relative: str, data: bytes) -> None:
+        """Write a file into the live workspace, as the trusted side (before or after start()).
+
+        Raises:
+            SandboxSpecError: `relative` is absolute or leaves the workspace.
+            SandboxError: the sandbox could not take the file.
+        """
+        target = self.workspace / workspace_relative(relative)
+        await anyio.to_thread.run_sync(_write_no_follow, self.workspace, target, data)
+
+    async def read_file(self, relative: str) -> bytes:
+        """Read a file of the live workspace (what the sandbox wrote), e.g. while it runs.
+
+        Raises:
+            SandboxSpecError: `relative` is absolute or leaves the workspace.
+            FileNotFoundError: no such file.
+        """
+        target = self.workspace / workspace_relative(relative)
+        return await anyio.to_thread.run_sync(target.read_bytes)
 
     @abstractmethod
     async def start(self) -> None:

@@ -48,26 +48,36 @@ async def check_clean_environment(ctx: ConformanceContext) -> None:
 
 @check
 async def check_working_directory(ctx: ConformanceContext) -> None:
-    """cwd is $WORKSPACE_DIR and shared with the host-side `sandbox.workspace`; input files the
-    trusted side wrote before start() are the agent's to read, change and write next to."""
+    """cwd is $WORKSPACE_DIR; input files the trusted side wrote into `sandbox.workspace` before
+    start() are the agent's to read, change and write next to, and what the agent writes can be
+    read back by the trusted side while the sandbox lives."""
     token = nonce()
     code = (
-        "import json, os; os.makedirs('out/deep'); open('out/deep/made.txt', 'w').write("
+        "import json, os, time; os.makedirs('out/deep'); open('out/deep/made.txt', 'w').write("
         f"'{token}'); seen = {{'cwd': os.getcwd(), 'ws': os.environ['WORKSPACE_DIR'],"
         " 'input': open('assets/input.txt').read()}; open('assets/input.txt', 'a').write('+');"
-        " open('assets/output.txt', 'w').write('out'); print(json.dumps(seen))"
+        " open('assets/output.txt', 'w').write('out'); print(json.dumps(seen), flush=True)\n"
+        "deadline = time.time() + 20\n"
+        "while not os.path.exists('go') and time.time() < deadline: time.sleep(0.01)"
     )
     async with ctx.sandbox(ctx.spec(ctx.py(code))) as sandbox:
         (sandbox.workspace / "assets").mkdir()  # as the trusted side does, before start()
         (sandbox.workspace / "assets" / "input.txt").write_text(f"in-{token}")
-        rc, out = await run_to_end(sandbox)
-        expect(rc == 0, f"exit {rc}: {out!r} {await sandbox.stderr_tail()!r}")
-        seen = json.loads(out)
-        made = sandbox.workspace / "out" / "deep" / "made.txt"
-        expect(made.read_text() == token, "a file written inside is missing on the host side")
-        assets = sandbox.workspace / "assets"
-        expect((assets / "input.txt").read_text() == f"in-{token}+", "input not writable")
-        expect((assets / "output.txt").read_text() == "out", "output missing on the host side")
+        await sandbox.start()
+        chunks = sandbox.stdout_chunks()
+        with anyio.fail_after(20):
+            first = await anext(chunks)
+        seen = json.loads(first)
+        made = await sandbox.read_file("out/deep/made.txt")
+        expect(made == token.encode(), "a file written inside cannot be read back")
+        changed = await sandbox.read_file("assets/input.txt")
+        expect(changed == f"in-{token}+".encode(), f"input not writable: {changed!r}")
+        output = await sandbox.read_file("assets/output.txt")
+        expect(output == b"out", f"output not readable from the trusted side: {output!r}")
+        await sandbox.write_file("go", b"")
+        rc = await sandbox.wait(timeout=20)
+        await chunks.aclose()
+        expect(rc == 0, f"exit {rc}: {await sandbox.stderr_tail()!r}")
     expect(os.path.realpath(seen["cwd"]) == os.path.realpath(seen["ws"]), f"cwd: {seen}")
     expect(seen["input"] == f"in-{token}", "the input file written before start() is not there")
 
@@ -130,10 +140,13 @@ print(json.dumps({{'outside': readable({outside!r}), 'workspace': readable('mast
             chunks = sandbox.stdout_chunks()
             with anyio.fail_after(20):
                 first = await anext(chunks)
-            key = sandbox.workspace / "master.key"
-            key.write_bytes(b"key")
-            key.chmod(0o600)
-            (sandbox.workspace / "go").write_text("")
+            if sandbox.shares_workspace:
+                # Natively the trusted side writes into the live workspace: its own 0600 file
+                # there must stay its own. (A container's workspace holds nothing of the host.)
+                key = sandbox.workspace / "master.key"
+                key.write_bytes(b"key")
+                key.chmod(0o600)
+            await sandbox.write_file("go", b"")
             out = first + b"".join([c async for c in chunks])
             rc = await sandbox.wait(timeout=20)
             expect(rc == 0, f"exit {rc}: {out!r} {await sandbox.stderr_tail()!r}")

@@ -92,3 +92,10 @@ def _native(root_dir: Path, options: Mapping[str, Any]) -> SandboxBackend:
     from actana.sandboxes.native import NativeSandboxBackend
 
     return NativeSandboxBackend.from_options(root_dir, options)
+
+
+@sandbox_backend("docker")
+def _docker(root_dir: Path, options: Mapping[str, Any]) -> SandboxBackend:
+    from actana.sandboxes.docker import DockerSandboxBackend
+
+    return DockerSandboxBackend.from_options(root_dir, options)

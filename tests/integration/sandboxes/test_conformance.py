@@ -1,11 +1,12 @@
 """The conformance battery against every sandbox backend we ship, run for real (no fakes).
 
-Backends (all `native`, as the server runs it: root, dropping privileges for the sandbox):
+Backends (as the server runs them: root, dropping privileges for the sandbox):
 
 - native-bwrap: bwrap required (use_bwrap="always"); every run as uid 65534.
 - native-nobwrap: plain processes (use_bwrap="never"); every run as uid 65534.
 - native-nobwrap-uidpool: plain processes, one uid per live run from a pool.
 - native-bwrap-uidpool: bwrap and a uid per run (the strongest native setup).
+- docker: the container flavor (locked-down container per run, uid per run, no network).
 
 Every known failure is an xfail(strict=True): if a backend starts passing a check, the test
 fails until the entry is removed, so the lists below stay true.
@@ -47,6 +48,9 @@ BACKENDS: dict[str, dict[str, Any]] = {
     # Far from any account (NativeOptions refuses a pool that overlaps one).
     "native-nobwrap-uidpool": {"use_bwrap": "never", "uid_pool": (1_700_000, 1_700_256)},
     "native-bwrap-uidpool": {"use_bwrap": "always", "uid_pool": (1_700_000, 1_700_256)},
+    # The container flavor: the image `actana sandbox build-image` makes (or
+    # ACTANA_TEST_SANDBOX_IMAGE), on the local daemon.
+    "docker": {},
 }
 
 NO_NETNS = "without bwrap there is no network namespace: the host's loopback is reachable"
@@ -61,6 +65,7 @@ KNOWN_FAILURES: dict[str, dict[str, str]] = {
     },
     "native-nobwrap-uidpool": {"no_network": NO_NETNS},
     "native-bwrap-uidpool": {},
+    "docker": {},
 }
 
 
@@ -100,12 +105,29 @@ def _python_for_plain_processes() -> str:
     pytest.skip("no Python interpreter that uid 65534 can execute")
 
 
+def _docker_context(
+    request: pytest.FixtureRequest, root: Path, scratch: Path
+) -> ConformanceContext:
+    image = os.environ.get("ACTANA_TEST_SANDBOX_IMAGE") or request.getfixturevalue("sandbox_image")
+
+    def make_backend() -> Any:
+        return get_backend("docker", root_dir=root, image=image)
+
+    described = make_backend().describe()
+    assert described["available"], f"docker sandbox unavailable: {described['reason']}"
+    return ConformanceContext(make_backend=make_backend, python="python3", scratch=scratch)
+
+
 @pytest.fixture(scope="module")
-def contexts(sandbox_root: Path) -> Callable[[str], ConformanceContext]:
+def contexts(
+    sandbox_root: Path, request: pytest.FixtureRequest
+) -> Callable[[str], ConformanceContext]:
     """One context (hence one probed backend) per backend for the whole module."""
     made: dict[str, ConformanceContext] = {}
 
     def get(name: str) -> ConformanceContext:
+        if name == "docker" and name not in made:
+            made[name] = _docker_context(request, sandbox_root / name, sandbox_root / "scratch")
         if name not in made:
             options = BACKENDS[name]
 

@@ -1,0 +1,280 @@
+"""The docker backend: one fresh, locked-down container per run (see `docker_config` for what
+each container is made of, `docker_sandbox` for its life).
+
+Host state per sandbox is the container (labelled with the deployment's scope, the run, the
+worker and its uid) and a staging folder `root_dir/<run_id>/` for the input files until they are
+handed over. `list_own` finds both, so the reaper removes what a crashed worker left.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import anyio
+import docker
+from docker.errors import APIError, DockerException, NotFound
+
+from actana.protocol.payloads import ENV_CHANNEL
+from actana.sandboxes.base import (
+    Sandbox,
+    SandboxBackend,
+    SandboxLimits,
+    SandboxRef,
+    SandboxSpec,
+    sandbox_environment,
+)
+from actana.sandboxes.docker_config import (
+    CHANNEL_DIR,
+    LABEL,
+    LABEL_CREATED,
+    LABEL_RUN,
+    LABEL_UID,
+    LABEL_WORKER,
+    WORKSPACE,
+    DockerOptions,
+    container_request,
+    handover_rlimits,
+    scope_of,
+)
+from actana.sandboxes.docker_sandbox import DockerSandbox
+from actana.sandboxes.errors import (
+    SandboxCleanupError,
+    SandboxExistsError,
+    SandboxUnavailableError,
+)
+
+IMAGE_CHECK_TTL_SEC = 10.0
+ISOLATION = "docker(seccomp,no-caps,no-new-privs,ro-rootfs,net=none,pids,mem,cpu)"
+
+
+class DockerSandboxBackend(SandboxBackend):
+    name = "docker"
+
+    def __init__(self, root_dir: Path, options: DockerOptions | None = None) -> None:
+        self.root_dir = root_dir.resolve()
+        self.options = options or DockerOptions()
+        self.scope = scope_of(self.root_dir)
+        self._uids: set[int] = set()
+        self._lock = threading.Lock()
+        self._image_ok_until = 0.0
+
+    @classmethod
+    def from_options(cls, root_dir: Path, options: Mapping[str, Any]) -> DockerSandboxBackend:
+        return cls(root_dir, DockerOptions.from_mapping(options))
+
+    @cached_property
+    def api(self) -> docker.APIClient:
+        """The low-level client (blocking; built on first use, negotiating the API version).
+
+        Raises:
+            SandboxUnavailableError: no daemon answers.
+        """
+        try:
+            if self.options.docker_url:
+                return docker.APIClient(
+                    base_url=self.options.docker_url,
+                    version="auto",
+                    timeout=self.options.api_timeout_sec,
+                )
+            return docker.from_env(version="auto", timeout=self.options.api_timeout_sec).api
+        except DockerException as exc:
+            raise SandboxUnavailableError(f"no Docker daemon reachable: {exc}") from exc
+
+    def isolation(self, uid: int | None = None) -> str:
+        return ISOLATION if uid is None else f"{ISOLATION}+uid({uid})"
+
+    def rlimits(self, limits: SandboxLimits) -> dict[str, int]:
+        return handover_rlimits(limits)
+
+    # -- uids ---------------------------------------------------------------------------------
+
+    def _take_uid(self) -> int:
+        lo, hi = self.options.uid_pool
+        with self._lock:
+            for _ in range(64):
+                uid = lo + secrets.randbelow(hi - lo)
+                if uid not in self._uids:
+                    self._uids.add(uid)
+                    return uid
+        raise SandboxUnavailableError("the container uid pool is exhausted")
+
+    def release_uid(self, uid: int) -> None:
+        with self._lock:
+            self._uids.discard(uid)
+
+    # -- creating -----------------------------------------------------------------------------
+
+    def _check_image(self) -> None:
+        """Refuse an image that is missing or carries another runtime (checked every
+        IMAGE_CHECK_TTL_SEC at most: one inspect call)."""
+        if not self.options.check_image or time.monotonic() < self._image_ok_until:
+            return
+        from actana.sandboxes.docker_image import inspect_image
+
+        status = inspect_image(self.api, self.options.image)
+        if status.problem is not None:
+            raise SandboxUnavailableError(status.problem)
+        self._image_ok_until = time.monotonic() + IMAGE_CHECK_TTL_SEC
+
+    def labels(self, run_id: str, worker_id: str, uid: int) -> dict[str, str]:
+        return {
+            LABEL: self.scope,
+            LABEL_RUN: run_id,
+            LABEL_WORKER: worker_id,
+            LABEL_UID: str(uid),
+            LABEL_CREATED: datetime.now(UTC).isoformat(),
+        }
+
+    async def create(self, spec: SandboxSpec) -> Sandbox:
+        return await anyio.to_thread.run_sync(self._create, spec)
+
+    def _create(self, spec: SandboxSpec) -> DockerSandbox:
+        self._check_image()
+        state_dir = self.root_dir / spec.run_id
+        try:
+            self.root_dir.mkdir(parents=True, exist_ok=True)
+            state_dir.mkdir(mode=0o700)
+        except FileExistsError:
+            raise SandboxExistsError(f"a sandbox for run {spec.run_id} exists already") from None
+        (state_dir / "workspace").mkdir(mode=0o700)
+        uid = self._take_uid()
+        try:
+            if spec.channel_socket is not None and os.geteuid() == 0:
+                os.chown(spec.channel_socket, uid, uid)  # connect() needs write permission
+            channel_dir = spec.channel_socket.parent if spec.channel_socket else None
+            request = container_request(
+                self.options,
+                limits=spec.limits,
+                uid=uid,
+                labels=self.labels(spec.run_id, spec.worker_id, uid),
+                channel_dir=channel_dir,
+            )
+            created = self.api.create_container_from_config(  # type: ignore[no-untyped-call]
+                request, name=f"actana-{spec.run_id}"
+            )
+        except BaseException as exc:
+            self.release_uid(uid)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            if isinstance(exc, APIError) and exc.status_code == 409:
+                raise SandboxExistsError(f"a container for run {spec.run_id} exists") from exc
+            if isinstance(exc, DockerException):
+                raise SandboxUnavailableError(
+                    f"docker could not create the sandbox: {exc}"
+                ) from exc
+            raise
+        return DockerSandbox(
+            spec,
+            owner=self,
+            container_id=created["Id"],
+            uid=uid,
+            state_dir=state_dir,
+            env=self.environment(spec),
+            started=False,
+        )
+
+    def environment(self, spec: SandboxSpec) -> dict[str, str]:
+        """The command's exact environment; the channel variable points to where the container
+        sees the socket."""
+        env = sandbox_environment(spec, WORKSPACE)
+        if spec.channel_socket is not None:
+            env[ENV_CHANNEL] = f"unix:{CHANNEL_DIR}/{spec.channel_socket.name}"
+        return env
+
+    # -- finding and removing -----------------------------------------------------------------
+
+    async def remove_container(self, container_id: str) -> None:
+        def remove() -> None:
+            try:
+                self.api.remove_container(container_id, force=True, v=True)
+            except NotFound:
+                pass
+            except APIError as exc:
+                if exc.status_code != 409 or "already in progress" not in str(exc):
+                    raise SandboxCleanupError(
+                        f"docker could not remove {container_id}: {exc}"
+                    ) from exc
+
+        await anyio.to_thread.run_sync(remove)
+
+    async def list_own(self, worker_id: str | None = None) -> list[SandboxRef]:
+        return await anyio.to_thread.run_sync(self._list_own, worker_id)
+
+    def _list_own(self, worker_id: str | None) -> list[SandboxRef]:
+        filters = [f"{LABEL}={self.scope}"]
+        if worker_id is not None:
+            filters.append(f"{LABEL_WORKER}={worker_id}")
+        try:
+            containers = self.api.containers(all=True, filters={"label": filters})
+        except DockerException as exc:
+            raise SandboxUnavailableError(f"cannot list containers: {exc}") from exc
+        refs = []
+        for item in containers:
+            labels = item.get("Labels") or {}
+            run_id = labels.get(LABEL_RUN, "")
+            path = self.root_dir / run_id if run_id else None
+            refs.append(
+                SandboxRef(
+                    backend=self.name,
+                    run_id=run_id,
+                    worker_id=labels.get(LABEL_WORKER, ""),
+                    created_at=datetime.fromtimestamp(int(item.get("Created", 0)), UTC),
+                    path=path if path is not None and path.exists() else None,
+                    handle=item["Id"],
+                )
+            )
+        if worker_id is None:
+            refs += self._stray_state_dirs({r.run_id for r in refs})
+        return refs
+
+    def _stray_state_dirs(self, known: set[str]) -> list[SandboxRef]:
+        """Staging folders with no container (a worker died between the two)."""
+        if not self.root_dir.is_dir():
+            return []
+        return [
+            SandboxRef(
+                backend=self.name,
+                run_id=entry.name,
+                worker_id="",
+                created_at=datetime.fromtimestamp(entry.stat().st_mtime, UTC),
+                path=entry,
+                handle="",
+            )
+            for entry in sorted(self.root_dir.iterdir())
+            if entry.is_dir() and entry.name not in known
+        ]
+
+    async def remove_by_ref(self, ref: SandboxRef) -> None:
+        if ref.handle:
+            await self.remove_container(ref.handle)
+        if ref.run_id:
+            await anyio.to_thread.run_sync(
+                lambda: shutil.rmtree(self.root_dir / ref.run_id, ignore_errors=True)
+            )
+
+    def describe(self) -> dict[str, object]:
+        facts: dict[str, object] = {
+            "backend": self.name,
+            "image": self.options.image,
+            "isolation": ISOLATION,
+        }
+        try:
+            version = self.api.version()
+            from actana.sandboxes.docker_image import inspect_image
+
+            facts["daemon"] = f"docker {version.get('Version')} (API {version.get('ApiVersion')})"
+            status = inspect_image(self.api, self.options.image)
+        except (DockerException, SandboxUnavailableError) as exc:
+            return {**facts, "available": False, "reason": f"no Docker daemon reachable: {exc}"}
+        facts["image_id"] = status.image_id
+        if status.problem is not None:
+            return {**facts, "available": False, "reason": status.problem}
+        return {**facts, "available": True, "reason": None}
