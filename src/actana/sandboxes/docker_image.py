@@ -268,9 +268,12 @@ def _run_build(
 
 
 def _remove_replaced(api: docker.APIClient, image_id: str, log: Log) -> None:
-    # The previous build lost its tag; drop it unless a container still uses it.
+    # The previous build lost its tag: drop it, unless another tag still names it (removing by
+    # id would untag those too) or a container still uses it (the daemon refuses).
     try:
+        if image_attrs(api, image_id).get("RepoTags"):
+            return
         api.remove_image(image_id)
         log(f"removed the replaced image {image_id[:19]}")
     except (DockerException, RequestException):
-        log(f"kept the replaced image {image_id[:19]} (still in use or tagged elsewhere)")
+        log(f"kept the replaced image {image_id[:19]} (still in use)")

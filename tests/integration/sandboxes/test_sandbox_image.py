@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,21 @@ def test_building_a_current_image_is_a_fast_no_op(docker_client, sandbox_image):
     assert status.matches
     assert status.problem is None
     assert lines == [f"{sandbox_image} is up to date (runtime {runtime_fingerprint()[:12]})"]
+
+
+def test_a_forced_rebuild_leaves_images_of_other_tags_alone(docker_client, sandbox_image):
+    # Same layers, so at first the same image as `sandbox_image` under a second tag; the forced
+    # rebuild then moves this tag, and the old image must survive under the other one.
+    settings = Settings(_env_file=None, sandbox_image_tag=f"test-{secrets.token_hex(4)}")
+    first = build_image(settings, docker_client)
+    try:
+        assert first.image_id == attrs(docker_client, sandbox_image)["Id"]
+        rebuilt = build_image(settings, docker_client, force=True)
+        assert rebuilt.matches
+        assert rebuilt.image_id != first.image_id
+        assert attrs(docker_client, sandbox_image)["Id"] == first.image_id
+    finally:
+        docker_client.api.remove_image(first.ref)
 
 
 def test_the_labels_name_this_runtime(docker_client, sandbox_image):
