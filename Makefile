@@ -19,6 +19,9 @@ install: $(STAMP)
 ## make demo: set everything up and start Actana with a demo workspace and agent
 demo: $(STAMP)
 	@scripts/ensure-bubblewrap.sh
+	@# The container flavor's image, when a Docker daemon answers (a no-op when it is current);
+	@# without one, or if the build fails, the demo falls back to native and says so.
+	@$(BIN)/actana sandbox build-image --if-docker >/dev/null || true
 	$(BIN)/actana demo
 
 ## make test: set everything up, lint, type-check and run the whole suite
