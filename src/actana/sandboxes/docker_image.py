@@ -18,9 +18,11 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import re
 import shutil
 import tempfile
 import warnings
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,9 @@ DOCKERFILE = Path(__file__).with_name("image") / "sandbox.Dockerfile"
 RUNTIME_PACKAGES = ("protocol", "runtime")
 # A silent build step (apt-get on a slow mirror, byte-compiling the stdlib) must not look dead.
 BUILD_TIMEOUT_SEC = 1800
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+NON_ZERO_EXIT = re.compile(r"returned a non-zero code: (\d+)")
 
 Log = Callable[[str], None]
 AnyClient = docker.DockerClient | docker.APIClient
@@ -257,14 +262,30 @@ def _run_build(
             decode=True,
             timeout=BUILD_TIMEOUT_SEC,
         )
+        step, output = "", deque[str](maxlen=15)
         for chunk in stream:
             if "error" in chunk:
-                raise ImageBuildError(f"building {ref} failed: {str(chunk['error']).strip()}")
-            for line in str(chunk.get("stream", "")).splitlines():
-                if line.strip():
-                    log(line.rstrip())
+                raise ImageBuildError(_build_failure(ref, str(chunk["error"]), step, output))
+            for line in ANSI_ESCAPE.sub("", str(chunk.get("stream", ""))).splitlines():
+                if not line.strip():
+                    continue
+                log(line.rstrip())
+                if line.startswith("Step "):
+                    step = line
+                    output.clear()
+                elif not line.startswith((" ---> ", "Removing intermediate container")):
+                    output.append(line.rstrip())
     except (DockerException, RequestException) as exc:
         raise ImageBuildError(f"building {ref} failed: {exc}") from exc
+
+
+def _build_failure(ref: str, error: str, step: str, output: deque[str]) -> str:
+    # The daemon's error repeats the whole RUN command; the step's number and its last output
+    # lines say more in less space.
+    failed = NON_ZERO_EXIT.search(error)
+    reason = f"{step[:120]} exited with {failed.group(1)}" if failed and step else error.strip()
+    tail = "\n".join(output)
+    return f"building {ref} failed: {reason}" + (f"\n{tail}" if tail else "")
 
 
 def _remove_replaced(api: docker.APIClient, image_id: str, log: Log) -> None:
