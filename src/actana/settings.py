@@ -155,6 +155,15 @@ class Settings(BaseSettings):
         return self.data_dir / "sandboxes"
 
     @property
+    def containers_dir(self) -> Path:
+        """Container sandboxes' staging folders (input files until the handover)."""
+        return self.data_dir / "containers"
+
+    @property
+    def sandbox_image(self) -> str:
+        return f"{self.sandbox_image_name}:{self.sandbox_image_tag}"
+
+    @property
     def dev_key_file(self) -> Path:
         """Where dev mode keeps its generated master key."""
         return self.data_dir / "master.key"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actana.db.engine import Database
-from actana.runs.backends import native_backend
+from actana.runs.backends import SandboxBackends
 from actana.runs.live import LiveRuns
 from actana.sandboxes import SandboxBackend
 from actana.security.keyring import Keyring
@@ -21,14 +21,23 @@ class AppContext:
     database: Database
     keyring: Keyring
     live: LiveRuns = field(default_factory=LiveRuns)
-    _native: SandboxBackend | None = field(default=None, repr=False)
+    _sandboxes: SandboxBackends | None = field(default=None, repr=False)
+
+    @property
+    def sandboxes(self) -> SandboxBackends:
+        """The sandbox backends (native and docker), built once per process."""
+        if self._sandboxes is None:
+            self._sandboxes = SandboxBackends(self.settings)
+        return self._sandboxes
 
     @property
     def native_backend(self) -> SandboxBackend:
-        """The native sandbox backend, built (and its host probed) once per process."""
-        if self._native is None:
-            self._native = native_backend(self.settings)
-        return self._native
+        """The native sandbox backend (its host probed once per process)."""
+        return self.sandboxes.native
+
+    @property
+    def docker_backend(self) -> SandboxBackend:
+        return self.sandboxes.container
 
     @property
     def secrets(self) -> SecretStore:

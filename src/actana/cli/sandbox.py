@@ -22,16 +22,23 @@ def cleanup() -> None:
     """Fail runs whose worker died, and remove every sandbox whose run is over or unknown."""
     context = start_context()
     stale = timedelta(seconds=context.settings.worker_stale_after_sec)
-    report = asyncio.run(reap(context, context.native_backend, stale))
+    sweep = asyncio.run(reap(context, context.sandboxes.all(), stale))
+    for run_id in sweep.runs_failed:
+        console.print(f"failed run {run_id}: its worker is gone", highlight=False)
+    for removed in sweep.removed:
+        console.print(f"removed {removed}", highlight=False)
+    for skipped in sweep.skipped:
+        console.print(f"skipped {skipped}", highlight=False)
     console.print(
-        f"failed {report['runs_failed']} orphaned run(s); "
-        f"removed {report['sandboxes_removed']} sandbox(es)",
+        f"failed {len(sweep.runs_failed)} orphaned run(s); "
+        f"removed {len(sweep.removed)} sandbox(es)",
         highlight=False,
     )
 
 
 @app.command("status")
 def status() -> None:
-    """Show the native backend as /readyz sees it: available, and with which isolation."""
+    """Show both sandbox backends as /readyz sees them: available, with which isolation, why not."""
     context = start_context()
-    typer.echo(json.dumps(context.native_backend.describe(), indent=2, default=str))
+    described = {backend.name: backend.describe() for backend in context.sandboxes.all()}
+    typer.echo(json.dumps(described, indent=2, default=str))

@@ -1,9 +1,18 @@
-"""The sandbox backends this deployment uses, built from its settings."""
+"""The sandbox backends this deployment uses, built from its settings, and which one a run of
+each flavor gets."""
 
 from __future__ import annotations
 
-from actana.sandboxes import SandboxBackend, get_backend
+from dataclasses import dataclass
+from functools import cached_property
+
+from actana.sandboxes import SandboxBackend, SandboxLimits, get_backend
 from actana.settings import Settings
+
+FALLBACK_HINT = (
+    "start a Docker daemon and build the image (`actana sandbox build-image`), or set"
+    " ACTANA_SANDBOX_FALLBACK_NATIVE=1 to let such runs fall back to the native sandbox"
+)
 
 
 def native_backend(settings: Settings) -> SandboxBackend:
@@ -21,3 +30,76 @@ def native_backend(settings: Settings) -> SandboxBackend:
         # Never visible to an agent: the database, the dev master key, other runs' files.
         deny_paths=(settings.data_dir.resolve(),),
     )
+
+
+def docker_backend(settings: Settings) -> SandboxBackend:
+    """The docker backend, configured (building it contacts no daemon)."""
+    start = settings.container_uid_pool_start
+    return get_backend(
+        "docker",
+        root_dir=settings.containers_dir,
+        image=settings.sandbox_image,
+        docker_url=settings.docker_url,
+        cpus=settings.container_cpus,
+        workspace_bytes=settings.container_workspace_mb << 20,
+        tmp_bytes=settings.container_tmp_mb << 20,
+        uid_pool=(start, start + settings.container_uid_pool_size),
+        warm_pool=settings.container_warm_pool,
+    )
+
+
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    return SandboxLimits(
+        memory_bytes=settings.container_memory_mb << 20,
+        max_processes=settings.container_pids,
+    )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend a run gets, or why it gets none."""
+
+    backend: SandboxBackend | None
+    notice: str = ""
+    """Said in the run's log: e.g. that a container run fell back to native, and why."""
+    isolation: str = "unavailable"
+
+
+class SandboxBackends:
+    """Both backends of a process, built once; `choose` picks one per run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def native(self) -> SandboxBackend:
+        return native_backend(self.settings)
+
+    @cached_property
+    def container(self) -> SandboxBackend:
+        return docker_backend(self.settings)
+
+    def all(self) -> list[SandboxBackend]:
+        return [self.native, self.container]
+
+    def choose(self, flavor: str) -> Choice:
+        """The backend for a run of `flavor` (blocking: asks the Docker daemon).
+
+        `container` gets Docker when its daemon answers and the image is right; otherwise the
+        native sandbox if the deployment allows the fallback, else nothing (and the reason).
+        """
+        if flavor != "container":
+            return Choice(self.native, isolation=str(self.native.describe().get("isolation")))
+        described = self.container.describe()
+        if described.get("available"):
+            return Choice(self.container, isolation=str(described.get("isolation")))
+        reason = str(described.get("reason") or "the container backend is unavailable")
+        if not self.settings.sandbox_fallback_native:
+            return Choice(None, notice=f"the container flavor is unavailable: {reason}; "
+                          f"{FALLBACK_HINT}")  # fmt: skip
+        native = self.native.describe()
+        return Choice(
+            self.native,
+            notice=f"container flavor unavailable ({reason}): falling back to the native sandbox",
+            isolation=str(native.get("isolation")),
+        )

@@ -22,6 +22,7 @@ from anyio import to_thread
 
 from actana.api.context import AppContext
 from actana.db.models import Agent, ModelEndpoint, Run, utcnow
+from actana.protocol.handover import RUNTIME_ARGV
 from actana.protocol.payloads import (
     ENV_CHANNEL,
     ENV_OTP_RUN,
@@ -30,6 +31,7 @@ from actana.protocol.payloads import (
     ENV_RUN_ID,
 )
 from actana.runs import queue, storage
+from actana.runs.backends import SandboxBackends, sandbox_limits
 from actana.runs.chain import run_status
 from actana.runs.channel import RunChannel
 from actana.runs.ingest import RunRecorder, parse_sandbox_line
@@ -38,7 +40,6 @@ from actana.sandboxes import (
     OutputLimitExceededError,
     SandboxBackend,
     SandboxError,
-    SandboxLimits,
     SandboxSpec,
 )
 from actana.security import otp
@@ -71,12 +72,14 @@ class RunDriver:
         self,
         context: AppContext,
         sandbox_app: Any,
-        backend: SandboxBackend,
+        backends: SandboxBackends,
         worker_id: str,
         run_id: str,
     ) -> None:
         self.context = context
-        self.backend = backend
+        self.backends = backends
+        self.backend: SandboxBackend | None = None
+        self.notice = ""
         self.settings = context.settings
         self.sandbox_app = sandbox_app
         self.worker_id = worker_id
@@ -85,7 +88,7 @@ class RunDriver:
         self.sandbox: Any = None
         self.channel: RunChannel | None = None
         self.tokens: dict[str, str] = {}
-        self.sandbox_limits = SandboxLimits()
+        self.sandbox_limits = sandbox_limits(context.settings)
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await to_thread.run_sync(fn, *args)
@@ -159,10 +162,14 @@ class RunDriver:
                     raise PhaseFailed("sandbox_failed", "the agent's model endpoint is gone")
                 return f"agent {agent.name}, model {endpoint.provider}/{endpoint.model}"
 
-        described = await self._db(self.backend.describe)
-        planned = described.get("isolation") or "unavailable"
-        # The run's first line says which isolation it will get; container_creation confirms.
-        return f"{await self._db(check)}; sandbox {run.flavor} -> isolation {planned}"
+        choice = await self._db(self.backends.choose, run.flavor)
+        self.backend, self.notice = choice.backend, choice.notice
+        got = self.backend.name if self.backend is not None else "none"
+        # The run's first line says which sandbox and isolation it will get (and, when it is
+        # not the flavor asked for, why); container_creation confirms or fails.
+        return (
+            f"{await self._db(check)}; sandbox {run.flavor} -> {got}, isolation {choice.isolation}"
+        )
 
     async def _rotate_tokens(self, run: Run) -> str:
         not_after = utcnow() + timedelta(
@@ -197,15 +204,8 @@ class RunDriver:
                 await asyncio.wait_for(cancel.wait(), SLOT_POLL_SEC)
 
     async def _create_sandbox(self, run: Run) -> str:
-        notice = ""
-        if run.flavor == "container":
-            if not self.settings.sandbox_fallback_native:
-                raise PhaseFailed(
-                    "sandbox_failed",
-                    "the container flavor needs a Docker sandbox backend, which is not available"
-                    " here; set ACTANA_SANDBOX_FALLBACK_NATIVE=1 to fall back to native",
-                )
-            notice = "container flavor unavailable: falling back to native; "
+        if self.backend is None:
+            raise PhaseFailed("sandbox_failed", self.notice)
         self.channel = RunChannel(self.sandbox_app, run.id)
         await self.channel.start()
         env = {
@@ -218,7 +218,7 @@ class RunDriver:
         spec = SandboxSpec(
             run_id=run.id,
             worker_id=self.worker_id,
-            command=self.settings.runtime_command or [sys.executable, "-I", "-m", "actana.runtime"],
+            command=self._runtime_command(),
             env=env,
             channel_socket=self.channel.socket_path,
             limits=self.sandbox_limits,
@@ -231,10 +231,19 @@ class RunDriver:
         await self._db(self._mark_started, run, started, deadline)
         await self.sandbox.start()
         self.deadline = time.monotonic() + run.timeout_sec
+        notice = f"{self.notice}; " if self.notice else ""
         return f"{notice}{self.sandbox.backend} sandbox started, isolation {self.sandbox.isolation}"
 
+    def _runtime_command(self) -> list[str]:
+        if self.settings.runtime_command:
+            return list(self.settings.runtime_command)
+        if self.backend is not None and self.backend.name == "docker":
+            return list(RUNTIME_ARGV)  # the image's launcher runs it in its warmed-up process
+        return [sys.executable, "-I", "-m", "actana.runtime"]
+
     def _copy_inputs(self, run: Run) -> None:
-        """Put the run's input files into the sandbox's $WORKSPACE_DIR/assets/ (trusted side)."""
+        """Put the run's input files into the sandbox's $WORKSPACE_DIR/assets/ (trusted side;
+        a container's staging folder is handed over at start)."""
         source = storage.inputs_dir(self.settings, run.workspace_id, run.id)
         target = self.sandbox.workspace / "assets"
         target.mkdir(exist_ok=True)

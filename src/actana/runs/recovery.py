@@ -9,6 +9,7 @@ this host whose run is over or unknown.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from anyio import to_thread
@@ -18,7 +19,7 @@ from actana.api.context import AppContext
 from actana.db.models import Run, utcnow
 from actana.runs import queue, storage
 from actana.runs.ingest import RunRecorder
-from actana.sandboxes import SandboxBackend
+from actana.sandboxes import SandboxBackend, SandboxUnavailableError
 from actana.security import otp
 
 log = logging.getLogger(__name__)
@@ -71,24 +72,47 @@ def _terminal_or_unknown(context: AppContext, run_ids: list[str]) -> set[str]:
     return set(run_ids) - live
 
 
+@dataclass
+class Sweep:
+    """What one sweep did."""
+
+    runs_failed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """`<backend> <run id>` of each sandbox removed."""
+    skipped: list[str] = field(default_factory=list)
+    """Backends that could not be asked, and why."""
+
+    def __bool__(self) -> bool:
+        return bool(self.runs_failed or self.removed)
+
+
 async def reap(
-    context: AppContext, backend: SandboxBackend, stale_after: timedelta
-) -> dict[str, int]:
-    """One sweep: fail orphaned runs, then remove sandboxes whose run is over or unknown."""
+    context: AppContext, backends: list[SandboxBackend], stale_after: timedelta
+) -> Sweep:
+    """One sweep: fail orphaned runs, then remove sandboxes whose run is over or unknown.
+
+    A backend that cannot be asked (no Docker daemon) is skipped: there is nothing of it to
+    remove that could be removed now, and the native sweep must still happen.
+    """
     orphans = await to_thread.run_sync(_take_orphans, context, stale_after)
     for run in orphans:
         chain = await to_thread.run_sync(_end_stream, context, run)
         if chain is not None:
             await to_thread.run_sync(_store_chain, context, run.id, chain)
         log.warning("run %s failed: %s", run.id, DEAD_WORKER)
-    refs = await backend.list_own()
-    dead = await to_thread.run_sync(_terminal_or_unknown, context, [r.run_id for r in refs])
-    removed = 0
-    for ref in refs:
-        if ref.run_id in dead:
-            await backend.remove_by_ref(ref)
-            removed += 1
-    return {"runs_failed": len(orphans), "sandboxes_removed": removed}
+    sweep = Sweep(runs_failed=[run.id for run in orphans])
+    for backend in backends:
+        try:
+            refs = await backend.list_own()
+        except SandboxUnavailableError as exc:
+            sweep.skipped.append(f"{backend.name}: {exc}")
+            continue
+        dead = await to_thread.run_sync(_terminal_or_unknown, context, [r.run_id for r in refs])
+        for ref in refs:
+            if ref.run_id in dead:
+                await backend.remove_by_ref(ref)
+                sweep.removed.append(f"{backend.name} {ref.run_id or ref.handle[:12]}")
+    return sweep
 
 
 def _store_chain(context: AppContext, run_id: str, chain: str) -> None:

@@ -29,7 +29,7 @@ class WorkerPool:
         self.count = count
         self.worker_id = queue.new_worker_id()
         self.sandbox_app = create_sandbox_app(context)
-        self.backend = context.native_backend
+        self.backends = context.sandboxes
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -54,12 +54,12 @@ class WorkerPool:
     async def _reap(self) -> None:
         try:
             stale = timedelta(seconds=self.context.settings.worker_stale_after_sec)
-            swept = await reap(self.context, self.backend, stale)
+            swept = await reap(self.context, self.backends.all(), stale)
         except Exception:
             log.exception("reaping failed")
             return
-        if any(swept.values()):
-            log.warning("reaper: %s", swept)
+        if swept:
+            log.warning("reaper: failed runs %s, removed %s", swept.runs_failed, swept.removed)
 
     async def _heartbeat(self) -> None:
         beats = 0
@@ -87,5 +87,7 @@ class WorkerPool:
                 await self.context.live.wait_for_work(IDLE_POLL_SEC)
                 continue
             log.info("worker %s/%d claimed run %s", self.worker_id, index, run_id)
-            driver = RunDriver(self.context, self.sandbox_app, self.backend, self.worker_id, run_id)
+            driver = RunDriver(
+                self.context, self.sandbox_app, self.backends, self.worker_id, run_id
+            )
             await driver.drive()

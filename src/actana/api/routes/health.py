@@ -25,8 +25,9 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(context: Context) -> JSONResponse:
-    """Ready to serve: database reachable, schema current, master key valid, and the native
-    sandbox usable (with the isolation it gives runs)."""
+    """Ready to serve: database reachable, schema current, master key valid, and the sandboxes
+    usable (the native one, and the Docker daemon with the right image, unless container runs
+    may fall back to native), with the isolation each gives runs."""
     checks: dict[str, Any] = {}
     try:
         with context.database.engine.connect() as connection:
@@ -42,12 +43,16 @@ def readyz(context: Context) -> JSONResponse:
             checks["master_key"] = {"ok": True, "key_id": context.keyring.primary.key_id}
         except ActanaError as exc:
             checks["master_key"] = {"ok": False, "error": exc.message}
-    try:
-        described = context.native_backend.describe()
-        checks["sandbox_native"] = {"ok": bool(described.get("available")), **described}
-    except Exception as exc:  # reported, never raised: readiness must answer
-        checks["sandbox_native"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    ready = all(check.get("ok") for check in checks.values())
+    for name, backend in (("native", context.native_backend), ("docker", context.docker_backend)):
+        try:
+            described = backend.describe()
+            checks[f"sandbox_{name}"] = {"ok": bool(described.get("available")), **described}
+        except Exception as exc:  # reported, never raised: readiness must answer
+            checks[f"sandbox_{name}"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    # Ready means runs can be served: the docker sandbox is needed unless container runs may
+    # fall back to native (it is still reported either way).
+    optional = {"sandbox_docker"} if context.settings.sandbox_fallback_native else set()
+    ready = all(check.get("ok") for name, check in checks.items() if name not in optional)
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
