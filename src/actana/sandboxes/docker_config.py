@@ -81,7 +81,6 @@ def scope_of(root_dir: Path) -> str:
 
 
 def _ulimits(limits: SandboxLimits) -> list[dict[str, Any]]:
-    # RLIMIT_AS is not among Docker's ulimits: the launcher sets it from the handover.
     values = {
         "cpu": limits.cpu_seconds,
         "nproc": limits.max_processes,
@@ -93,10 +92,10 @@ def _ulimits(limits: SandboxLimits) -> list[dict[str, Any]]:
 
 
 def handover_rlimits(limits: SandboxLimits) -> dict[str, int]:
-    """The rlimits the launcher applies (all of them again, so that they hold even when a
-    Docker version drops one of its ulimits)."""
+    """The rlimits the launcher applies (all of Docker's again, so that they hold even when a
+    Docker version drops one). Memory is the cgroup's job: no RLIMIT_AS, which would break
+    programs that reserve much more virtual memory than they use (JVMs, Go, V8)."""
     return {
-        "AS": limits.memory_bytes,
         "CPU": limits.cpu_seconds,
         "NPROC": limits.max_processes,
         "FSIZE": limits.file_size_bytes,
