@@ -19,6 +19,7 @@ BACKEND_MODULES = {
     "docker_config",
     "docker_sandbox",
     "docker_stream",
+    "docker_pool",
 }
 
 

@@ -125,3 +125,15 @@ def orphaned_runs(database: Database, *, stale_after: timedelta) -> list[str]:
             for run_id, worker_id in running
             if worker_id is None or worker_id not in workers or worker_id in dead
         ]
+
+
+def live_workers(database: Database, *, stale_after: timedelta) -> set[str]:
+    """Ids of the workers that still heartbeat (and, on this host, whose process exists)."""
+    cutoff = utcnow() - stale_after
+    hostname = socket.gethostname()[:255]
+    with database.session() as session:
+        return {
+            w.id
+            for w in session.scalars(select(Worker))
+            if w.heartbeat_at >= cutoff and not _gone_locally(w, hostname)
+        }

@@ -108,8 +108,12 @@ async def reap(
             sweep.skipped.append(f"{backend.name}: {exc}")
             continue
         dead = await to_thread.run_sync(_terminal_or_unknown, context, [r.run_id for r in refs])
+        # A sandbox given to no run yet (a warm container) belongs to its worker while it lives.
+        live = await to_thread.run_sync(
+            lambda: queue.live_workers(context.database, stale_after=stale_after)
+        )
         for ref in refs:
-            if ref.run_id in dead:
+            if (ref.run_id in dead) if ref.run_id else (ref.worker_id not in live):
                 await backend.remove_by_ref(ref)
                 sweep.removed.append(f"{backend.name} {ref.run_id or ref.handle[:12]}")
     return sweep

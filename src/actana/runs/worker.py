@@ -11,9 +11,11 @@ from anyio import to_thread
 
 from actana.api.context import AppContext
 from actana.runs import queue
+from actana.runs.backends import sandbox_limits
 from actana.runs.channel import create_sandbox_app
 from actana.runs.driver import RunDriver
 from actana.runs.recovery import reap
+from actana.sandboxes import SandboxUnavailableError
 
 log = logging.getLogger(__name__)
 IDLE_POLL_SEC = 0.5
@@ -37,6 +39,7 @@ class WorkerPool:
         self.context.live.bind(asyncio.get_running_loop())
         await to_thread.run_sync(queue.register_worker, self.context.database, self.worker_id)
         await self._reap()
+        await self._prepare_backends()
         self._tasks = [asyncio.create_task(self._heartbeat())]
         self._tasks += [asyncio.create_task(self._claim_loop(i)) for i in range(self.count)]
         log.info("worker %s started with %d slot(s)", self.worker_id, self.count)
@@ -49,7 +52,19 @@ class WorkerPool:
         for run_id in self.context.live.active_runs():
             self.context.live.notify_cancel(run_id)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for backend in self.backends.all():
+            await backend.close()
         await to_thread.run_sync(queue.unregister_worker, self.context.database, self.worker_id)
+
+    async def _prepare_backends(self) -> None:
+        """Let backends get ready (the docker backend warms its pool); a backend that cannot
+        is reported, not fatal: its runs fail (or fall back) with the reason."""
+        limits = sandbox_limits(self.context.settings)
+        for backend in self.backends.all():
+            try:
+                await backend.prepare(self.worker_id, limits)
+            except SandboxUnavailableError as exc:
+                log.info("%s sandbox not prepared: %s", backend.name, exc)
 
     async def _reap(self) -> None:
         try:

@@ -280,6 +280,18 @@ class SandboxBackend(ABC):
             SandboxExistsError: a sandbox for `spec.run_id` exists already.
         """
 
+    async def prepare(self, worker_id: str, limits: SandboxLimits) -> None:
+        """Get ready for runs of `worker_id` with `limits` (e.g. warm containers); optional.
+
+        Raises:
+            SandboxUnavailableError: the backend cannot run sandboxes here.
+        """
+        return
+
+    async def close(self) -> None:
+        """Release what `prepare` made; the backend may still be used afterwards."""
+        return
+
     @abstractmethod
     async def list_own(self, worker_id: str | None = None) -> list[SandboxRef]:
         """Sandboxes of this backend that still have host state (all workers, or one).

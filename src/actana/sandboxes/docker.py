@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from actana.sandboxes.base import (
 from actana.sandboxes.docker_config import (
     CHANNEL_DIR,
     LABEL,
+    LABEL_CHANNEL,
     LABEL_CREATED,
     LABEL_RUN,
     LABEL_UID,
@@ -45,7 +47,8 @@ from actana.sandboxes.docker_config import (
     handover_rlimits,
     scope_of,
 )
-from actana.sandboxes.docker_sandbox import DockerSandbox
+from actana.sandboxes.docker_pool import WarmContainer, WarmPool
+from actana.sandboxes.docker_sandbox import WAIT_LIMITER, DockerSandbox
 from actana.sandboxes.errors import (
     SandboxCleanupError,
     SandboxExistsError,
@@ -134,51 +137,148 @@ class DockerSandboxBackend(SandboxBackend):
             LABEL_CREATED: datetime.now(UTC).isoformat(),
         }
 
-    async def create(self, spec: SandboxSpec) -> Sandbox:
-        return await anyio.to_thread.run_sync(self._create, spec)
+    def _new_container(
+        self,
+        *,
+        run_id: str,
+        worker_id: str,
+        uid: int,
+        limits: SandboxLimits,
+        channel_dir: Path | None,
+    ) -> str:
+        """Create (not start) a container; its id.
 
-    def _create(self, spec: SandboxSpec) -> DockerSandbox:
-        self._check_image()
-        state_dir = self.root_dir / spec.run_id
+        Raises:
+            SandboxExistsError: a container of that name exists.
+            SandboxUnavailableError: the daemon refused or is gone.
+        """
+        labels = self.labels(run_id, worker_id, uid)
+        if channel_dir is not None:
+            labels[LABEL_CHANNEL] = str(channel_dir)
+        request = container_request(
+            self.options, limits=limits, uid=uid, labels=labels, channel_dir=channel_dir
+        )
+        try:
+            created = self.api.create_container_from_config(  # type: ignore[no-untyped-call]
+                request, name=f"actana-{run_id}" if run_id else None
+            )
+        except APIError as exc:
+            if exc.status_code == 409:
+                raise SandboxExistsError(f"a container for run {run_id} exists") from exc
+            raise SandboxUnavailableError(f"docker could not create the sandbox: {exc}") from exc
+        except DockerException as exc:
+            raise SandboxUnavailableError(f"docker could not create the sandbox: {exc}") from exc
+        return str(created["Id"])
+
+    def _state_dir(self, run_id: str) -> Path:
+        state_dir = self.root_dir / run_id
         try:
             self.root_dir.mkdir(parents=True, exist_ok=True)
             state_dir.mkdir(mode=0o700)
         except FileExistsError:
-            raise SandboxExistsError(f"a sandbox for run {spec.run_id} exists already") from None
+            raise SandboxExistsError(f"a sandbox for run {run_id} exists already") from None
         (state_dir / "workspace").mkdir(mode=0o700)
+        return state_dir
+
+    async def create(self, spec: SandboxSpec) -> Sandbox:
+        if self.pool is not None and spec.channel_socket is not None:
+            warm = self.pool.take(spec.limits, spec.worker_id)
+            self.pool.refill(spec.limits, spec.worker_id)
+            if warm is not None:
+                adopted = await anyio.to_thread.run_sync(self._adopt, spec, warm)
+                if adopted is not None:
+                    return adopted
+        return await anyio.to_thread.run_sync(self._create, spec)
+
+    def _create(self, spec: SandboxSpec) -> DockerSandbox:
+        self._check_image()
+        state_dir = self._state_dir(spec.run_id)
         uid = self._take_uid()
         try:
             if spec.channel_socket is not None and os.geteuid() == 0:
                 os.chown(spec.channel_socket, uid, uid)  # connect() needs write permission
-            channel_dir = spec.channel_socket.parent if spec.channel_socket else None
-            request = container_request(
-                self.options,
-                limits=spec.limits,
+            container_id = self._new_container(
+                run_id=spec.run_id,
+                worker_id=spec.worker_id,
                 uid=uid,
-                labels=self.labels(spec.run_id, spec.worker_id, uid),
-                channel_dir=channel_dir,
+                limits=spec.limits,
+                channel_dir=spec.channel_socket.parent if spec.channel_socket else None,
             )
-            created = self.api.create_container_from_config(  # type: ignore[no-untyped-call]
-                request, name=f"actana-{spec.run_id}"
-            )
-        except BaseException as exc:
+        except BaseException:
             self.release_uid(uid)
             shutil.rmtree(state_dir, ignore_errors=True)
-            if isinstance(exc, APIError) and exc.status_code == 409:
-                raise SandboxExistsError(f"a container for run {spec.run_id} exists") from exc
-            if isinstance(exc, DockerException):
-                raise SandboxUnavailableError(
-                    f"docker could not create the sandbox: {exc}"
-                ) from exc
             raise
         return DockerSandbox(
             spec,
             owner=self,
-            container_id=created["Id"],
+            container_id=container_id,
             uid=uid,
             state_dir=state_dir,
             env=self.environment(spec),
             started=False,
+        )
+
+    # -- the warm pool ------------------------------------------------------------------------
+
+    @cached_property
+    def pool(self) -> WarmPool | None:
+        if self.options.warm_pool <= 0:
+            return None
+        return WarmPool(self.options.warm_pool, self._make_warm, self._remove_warm)
+
+    async def prepare(self, worker_id: str, limits: SandboxLimits) -> None:
+        if self.pool is not None:
+            await anyio.to_thread.run_sync(self._check_image)
+            self.pool.refill(limits, worker_id)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _make_warm(
+        self, limits: SandboxLimits, worker_id: str, channel_dir: Path
+    ) -> WarmContainer:
+        uid = self._take_uid()
+        try:
+            container_id = await anyio.to_thread.run_sync(
+                lambda: self._new_container(
+                    run_id="", worker_id=worker_id, uid=uid, limits=limits, channel_dir=channel_dir
+                ),
+                limiter=WAIT_LIMITER,
+            )
+            warm = WarmContainer(container_id, uid, channel_dir, limits, worker_id)
+            await anyio.to_thread.run_sync(self.api.start, container_id, limiter=WAIT_LIMITER)
+        except BaseException:
+            self.release_uid(uid)
+            raise
+        return warm
+
+    async def _remove_warm(self, warm: WarmContainer) -> None:
+        await self.remove_container(warm.container_id)
+        shutil.rmtree(warm.channel_dir, ignore_errors=True)
+        self.release_uid(warm.uid)
+
+    def _adopt(self, spec: SandboxSpec, warm: WarmContainer) -> DockerSandbox | None:
+        """Give a warm container to `spec`'s run; None (and the container removed) when its
+        channel cannot be linked in, so the caller makes a cold one."""
+        assert spec.channel_socket is not None
+        try:
+            os.link(spec.channel_socket, warm.channel_dir / spec.channel_socket.name)
+            if os.geteuid() == 0:
+                os.chown(spec.channel_socket, warm.uid, warm.uid)
+            state_dir = self._state_dir(spec.run_id)
+        except OSError:
+            anyio.from_thread.run(self._remove_warm, warm)
+            return None
+        return DockerSandbox(
+            spec,
+            owner=self,
+            container_id=warm.container_id,
+            uid=warm.uid,
+            state_dir=state_dir,
+            env=self.environment(spec),
+            started=True,
+            channel_dir=warm.channel_dir,
         )
 
     def environment(self, spec: SandboxSpec) -> dict[str, str]:
@@ -220,7 +320,8 @@ class DockerSandboxBackend(SandboxBackend):
         for item in containers:
             labels = item.get("Labels") or {}
             run_id = labels.get(LABEL_RUN, "")
-            path = self.root_dir / run_id if run_id else None
+            # A warm container's state is its channel directory; a run's, its staging folder.
+            path = self.root_dir / run_id if run_id else _pool_dir(labels.get(LABEL_CHANNEL))
             refs.append(
                 SandboxRef(
                     backend=self.name,
@@ -255,6 +356,8 @@ class DockerSandboxBackend(SandboxBackend):
     async def remove_by_ref(self, ref: SandboxRef) -> None:
         if ref.handle:
             await self.remove_container(ref.handle)
+        if ref.path is not None and _pool_dir(str(ref.path)) is not None:
+            shutil.rmtree(ref.path, ignore_errors=True)
         if ref.run_id:
             await anyio.to_thread.run_sync(
                 lambda: shutil.rmtree(self.root_dir / ref.run_id, ignore_errors=True)
@@ -278,3 +381,14 @@ class DockerSandboxBackend(SandboxBackend):
         if status.problem is not None:
             return {**facts, "available": False, "reason": status.problem}
         return {**facts, "available": True, "reason": None}
+
+
+def _pool_dir(label: str | None) -> Path | None:
+    """A warm container's channel directory from its label, only if it is one we make (a label
+    is data: never delete a path just because a container names it)."""
+    if not label:
+        return None
+    path = Path(label)
+    if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith("actana-pool-"):
+        return None
+    return path

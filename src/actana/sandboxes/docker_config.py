@@ -26,6 +26,7 @@ LABEL_RUN = "actana.run"
 LABEL_WORKER = "actana.worker"
 LABEL_CREATED = "actana.created"
 LABEL_UID = "actana.uid"
+LABEL_CHANNEL = "actana.channel"
 WORKSPACE = "/workspace"
 CHANNEL_DIR = "/run/actana"
 LAUNCH_COMMAND = ["python3", "-I", "-m", "actana.runtime.launch"]

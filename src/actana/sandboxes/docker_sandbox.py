@@ -77,6 +77,7 @@ class DockerSandbox(Sandbox):
         state_dir: Path,
         env: dict[str, str],
         started: bool,
+        channel_dir: Path | None = None,
     ) -> None:
         super().__init__(
             spec,
@@ -91,6 +92,8 @@ class DockerSandbox(Sandbox):
         self._state_dir = state_dir
         self._env = env
         self._prestarted = started
+        self._channel_dir = channel_dir
+        """A warm container's own channel directory, removed with it."""
         self._stream: AttachStream | None = None
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
@@ -194,6 +197,8 @@ class DockerSandbox(Sandbox):
                     self._stream.close()
                 await self._owner.remove_container(self.container_id)
                 shutil.rmtree(self._state_dir, ignore_errors=True)
+                if self._channel_dir is not None:
+                    shutil.rmtree(self._channel_dir, ignore_errors=True)
                 self._owner.release_uid(self.uid)
                 self._removed = True
 
