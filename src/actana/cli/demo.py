@@ -78,8 +78,9 @@ def demo(
     settings = load_settings()
     settings.dev_mode = True
     settings.port = port
-    # No container backend yet: the demo's container-flavor agent falls back to native, and the
-    # run's log says so.
+    # The demo agent is of the `container` flavor: it gets Docker when a daemon answers and the
+    # image is built, else (here only: production runs fail instead) the native sandbox, and
+    # both this notice and the run's log say which and why.
     settings.sandbox_fallback_native = True
     context = start_context(settings)
     workspace_id, api_key, agent_id = ensure_demo_crew(context)
@@ -94,13 +95,16 @@ def demo(
         time.sleep(0.02)
     base = f"http://{settings.host}:{port}"
     console.print(f"[bold]Actana demo[/] (dev mode; data in {settings.data_dir.resolve()})")
-    isolation = context.native_backend.describe().get("isolation")
-    console.print(
-        "notice: no container sandbox backend here, so the demo agent (flavor `container`) runs"
-        f" in the native sandbox: {isolation}\n",
-        highlight=False,
-        soft_wrap=True,
-    )
+    choice = context.sandboxes.choose("container")
+    if choice.notice:
+        console.print(
+            f"notice: {choice.notice}. The demo agent (flavor `container`) runs there:"
+            f" {choice.isolation}\n",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"sandbox: docker, {choice.isolation}\n", highlight=False, soft_wrap=True)
     client = ApiClient(base, workspace_id, api_key)
     run = client.post(f"/agents/{agent_id}/runs", json={"prompt": "Say hello with a file."})
     final = follow(client, run["id"])

@@ -90,7 +90,10 @@ class DockerSandboxBackend(SandboxBackend):
                 )
             return docker.from_env(version="auto", timeout=self.options.api_timeout_sec).api
         except DockerException as exc:
-            raise SandboxUnavailableError(f"no Docker daemon reachable: {exc}") from exc
+            where = self.options.docker_url or "DOCKER_HOST or the default socket"
+            raise SandboxUnavailableError(
+                f"no Docker daemon reachable ({where}): {_short(exc)}"
+            ) from exc
 
     def isolation(self, uid: int | None = None) -> str:
         return ISOLATION if uid is None else f"{ISOLATION}+uid({uid})"
@@ -375,8 +378,10 @@ class DockerSandboxBackend(SandboxBackend):
 
             facts["daemon"] = f"docker {version.get('Version')} (API {version.get('ApiVersion')})"
             status = inspect_image(self.api, self.options.image)
-        except (DockerException, SandboxUnavailableError) as exc:
-            return {**facts, "available": False, "reason": f"no Docker daemon reachable: {exc}"}
+        except SandboxUnavailableError as exc:
+            return {**facts, "available": False, "reason": str(exc)}
+        except DockerException as exc:
+            return {**facts, "available": False, "reason": f"the Docker daemon: {_short(exc)}"}
         facts["image_id"] = status.image_id
         if status.problem is not None:
             return {**facts, "available": False, "reason": status.problem}
@@ -392,3 +397,12 @@ def _pool_dir(label: str | None) -> Path | None:
     if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith("actana-pool-"):
         return None
     return path
+
+
+def _short(exc: Exception) -> str:
+    """docker-py's errors wrap requests' wrapping urllib3's: keep the innermost reason."""
+    text = str(exc)
+    for marker in ("FileNotFoundError(", "ConnectionRefusedError(", "PermissionError("):
+        if marker in text:
+            return text[text.index(marker) :].split(")", 1)[0] + ")"
+    return text[:300]
