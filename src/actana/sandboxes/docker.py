@@ -47,6 +47,7 @@ from actana.sandboxes.docker_config import (
     handover_rlimits,
     scope_of,
 )
+from actana.sandboxes.docker_image import inspect_image
 from actana.sandboxes.docker_pool import WarmContainer, WarmPool
 from actana.sandboxes.docker_sandbox import WAIT_LIMITER, DockerSandbox
 from actana.sandboxes.errors import (
@@ -56,6 +57,9 @@ from actana.sandboxes.errors import (
 )
 
 IMAGE_CHECK_TTL_SEC = 10.0
+DESCRIBE_TTL_SEC = 2.0
+API_CONNECTIONS = 64
+"""Kept-alive connections to the daemon: every live sandbox may have a call in flight."""
 ISOLATION = "docker(seccomp,no-caps,no-new-privs,ro-rootfs,net=none,pids,mem,cpu)"
 
 
@@ -69,6 +73,7 @@ class DockerSandboxBackend(SandboxBackend):
         self._uids: set[int] = set()
         self._lock = threading.Lock()
         self._image_ok_until = 0.0
+        self._described: tuple[dict[str, object] | None, float] = (None, 0.0)
 
     @classmethod
     def from_options(cls, root_dir: Path, options: Mapping[str, Any]) -> DockerSandboxBackend:
@@ -87,8 +92,13 @@ class DockerSandboxBackend(SandboxBackend):
                     base_url=self.options.docker_url,
                     version="auto",
                     timeout=self.options.api_timeout_sec,
+                    max_pool_size=API_CONNECTIONS,
                 )
-            return docker.from_env(version="auto", timeout=self.options.api_timeout_sec).api
+            return docker.from_env(
+                version="auto",
+                timeout=self.options.api_timeout_sec,
+                max_pool_size=API_CONNECTIONS,
+            ).api
         except DockerException as exc:
             where = self.options.docker_url or "DOCKER_HOST or the default socket"
             raise SandboxUnavailableError(
@@ -124,8 +134,6 @@ class DockerSandboxBackend(SandboxBackend):
         IMAGE_CHECK_TTL_SEC at most: one inspect call)."""
         if not self.options.check_image or time.monotonic() < self._image_ok_until:
             return
-        from actana.sandboxes.docker_image import inspect_image
-
         status = inspect_image(self.api, self.options.image)
         if status.problem is not None:
             raise SandboxUnavailableError(status.problem)
@@ -367,6 +375,19 @@ class DockerSandboxBackend(SandboxBackend):
             )
 
     def describe(self) -> dict[str, object]:
+        """The daemon and the image as they are now; a good answer is reused for
+        DESCRIBE_TTL_SEC (every run asks, and the answer rarely changes), a bad one never."""
+        cached, until = self._described
+        if cached is not None and time.monotonic() < until:
+            return dict(cached)
+        facts = self._describe()
+        if facts["available"]:
+            self._described = (facts, time.monotonic() + DESCRIBE_TTL_SEC)
+        if self.pool is not None:
+            facts["warm_pool"] = {"size": self.pool.size, "ready": self.pool.ready}
+        return facts
+
+    def _describe(self) -> dict[str, object]:
         facts: dict[str, object] = {
             "backend": self.name,
             "image": self.options.image,
@@ -374,8 +395,6 @@ class DockerSandboxBackend(SandboxBackend):
         }
         try:
             version = self.api.version()
-            from actana.sandboxes.docker_image import inspect_image
-
             facts["daemon"] = f"docker {version.get('Version')} (API {version.get('ApiVersion')})"
             status = inspect_image(self.api, self.options.image)
         except SandboxUnavailableError as exc:
