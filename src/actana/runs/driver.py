@@ -169,7 +169,7 @@ class RunDriver:
         # not the flavor asked for, why); container_creation confirms or fails.
         return (
             f"{await self._db(check)}; sandbox {run.flavor} -> {got}, isolation {choice.isolation}"
-        )
+        ) + (f"; {self.notice}" if self.notice else "")
 
     async def _rotate_tokens(self, run: Run) -> str:
         not_after = utcnow() + timedelta(
