@@ -241,3 +241,58 @@ def sandbox_image(docker_client: docker.DockerClient) -> str:
         return build_image(_default_settings(), docker_client).ref
     except ActanaError as exc:
         _docker_missing(f"the sandbox image cannot be built: {exc.message}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_container_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fails the session if a sandbox container (labelled `actana.sandbox`) that it made still
+    exists at its end. Only when a Docker daemon answers; without one it does nothing.
+
+    A container counts as this session's when it did not exist at the start and its label is
+    the scope of a folder under this session's temporary directory (every test's data dir is
+    there): other sessions sharing the daemon (a developer's, another xdist worker's) are not
+    this one's business. The containers are left in place, as evidence.
+    """
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    from actana.sandboxes.docker_config import LABEL, LABEL_RUN, scope_of
+    from actana.sandboxes.docker_image import connect_docker
+
+    try:
+        client = connect_docker(_default_settings(), timeout=10)
+    except ActanaError:
+        yield  # no daemon: nothing this session can leave behind
+        return
+    try:
+        before = {c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})}
+    except (DockerException, RequestException):
+        client.close()  # a daemon that cannot list: as good as none
+        yield
+        return
+    try:
+        yield
+        after = client.api.containers(all=True, filters={"label": LABEL})
+    except (DockerException, RequestException) as exc:
+        pytest.fail(f"cannot check for left-behind sandbox containers: {exc}")
+    finally:
+        client.close()
+    new = [c for c in after if c["Id"] not in before]
+    if not new:
+        return
+    base = tmp_path_factory.getbasetemp().resolve()
+    scopes = {scope_of(base)}
+    for root, dirs, _files in os.walk(base):  # every folder that could be a backend's state
+        scopes.update(scope_of(Path(root) / name) for name in dirs)
+    left = [c for c in new if (c.get("Labels") or {}).get(LABEL) in scopes]
+    if left:
+        listed = "\n".join(
+            f"  {c['Id'][:12]} {c.get('State')} run={c['Labels'].get(LABEL_RUN) or '(warm)'}"
+            f" {c.get('Names')}"
+            for c in left
+        )
+        pytest.fail(
+            f"{len(left)} sandbox container(s) made by this test session outlived it:\n{listed}"
+            f"\n(remove them with: docker rm -f {' '.join(c['Id'][:12] for c in left)})",
+            pytrace=False,
+        )
