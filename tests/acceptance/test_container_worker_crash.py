@@ -11,6 +11,7 @@ import json
 import secrets
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,8 @@ def test_a_killed_worker_leaves_no_running_run_and_no_container(
         assert marked_processes(marker) == {}, "processes of the sandbox outlived it"
         containers_dir = Path(cli.env["ACTANA_DATA_DIR"]) / "containers"
         assert not (containers_dir / run["id"]).exists(), "the run's staging folder is left"
+        channels = list(Path(tempfile.gettempdir()).glob(f"actana-ch-{run['id']}-*"))
+        assert channels == [], "the run's channel directory outlived its worker"
 
         with client.stream("GET", f"/runs/{run['id']}/events") as events:
             lines = [json.loads(raw) for raw in events.iter_lines()]

@@ -21,6 +21,17 @@ from actana.api.errors import install_error_handlers
 from actana.api.routes import sandbox
 
 CHANNEL_SCOPE_KEY = "actana_channel_run"
+DIR_PREFIX = "actana-ch-"
+
+
+def remove_leftover_dirs(run_id: str) -> int:
+    """Delete the channel directories of `run_id` that a dead worker left; how many."""
+    removed = 0
+    for directory in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}{run_id}-*"):
+        if directory.is_dir() and not directory.is_symlink():
+            shutil.rmtree(directory, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def create_sandbox_app(context: AppContext) -> FastAPI:
@@ -49,7 +60,8 @@ class RunChannel:
     """Serve the sandbox app on a per-run unix socket for as long as the run lives."""
 
     def __init__(self, app: FastAPI, run_id: str) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="actana-"))
+        # Named after the run, so that the reaper can find it when the worker died.
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{run_id}-"))
         # The sandbox runs as another uid: it must be able to reach (not list) this directory.
         self.directory.chmod(0o711)
         self.socket_path = self.directory / "channel.sock"

@@ -89,6 +89,7 @@ class RunDriver:
         self.channel: RunChannel | None = None
         self.tokens: dict[str, str] = {}
         self.sandbox_limits = sandbox_limits(context.settings)
+        self.terminal_seen = asyncio.Event()
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await to_thread.run_sync(fn, *args)
@@ -278,11 +279,14 @@ class RunDriver:
         ):
             for event in parse_sandbox_line(item):
                 self.recorder.accept(event)
+            if self.recorder.has_terminal():
+                self.terminal_seen.set()
 
     async def _execute(self, run: Run, cancel: asyncio.Event) -> None:
         """Let the sandbox run until it ends, the deadline passes, or the run is cancelled."""
         pump = asyncio.create_task(self._pump())
         cancelled = asyncio.create_task(cancel.wait())
+        finished = asyncio.create_task(self.terminal_seen.wait())
         try:
             while not pump.done():
                 remaining = self.deadline - time.monotonic()
@@ -290,22 +294,27 @@ class RunDriver:
                     self._fail("timeout", f"execution exceeded {run.timeout_sec} s")
                     break
                 done, _ = await asyncio.wait(
-                    {pump, cancelled},
+                    {pump, cancelled, finished},
                     timeout=min(remaining, CANCEL_POLL_SEC),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-                if pump in done:
+                if pump in done or finished in done:
                     break
                 if await self._cancel_requested(cancel):
                     self._fail("cancelled", "cancelled by request")
                     break
         finally:
             cancelled.cancel()
+            finished.cancel()
         if not pump.done():
             # Stop ingesting first: a sandbox flooding stdout would otherwise starve the kill's
             # /proc scan (it runs in a thread) of the GIL and push the end past the deadline.
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
+            if self.outcome.code is None and self.recorder.has_terminal():
+                # The runtime has said its last word: waiting for its process (and a container)
+                # to wind down would only delay the run's end; cleanup removes what is left.
+                return
             await self.sandbox.kill()
         elif isinstance(pump.exception(), OutputLimitExceededError):
             limit = self.sandbox_limits.output_bytes

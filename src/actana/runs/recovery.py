@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from actana.api.context import AppContext
 from actana.db.models import Run, utcnow
 from actana.runs import queue, storage
+from actana.runs.channel import remove_leftover_dirs
 from actana.runs.ingest import RunRecorder
 from actana.sandboxes import SandboxBackend, SandboxUnavailableError
 from actana.security import otp
@@ -101,6 +102,8 @@ async def reap(
             await to_thread.run_sync(_store_chain, context, run.id, chain)
         log.warning("run %s failed: %s", run.id, DEAD_WORKER)
     sweep = Sweep(runs_failed=[run.id for run in orphans])
+    for run in orphans:
+        await to_thread.run_sync(remove_leftover_dirs, run.id)
     for backend in backends:
         try:
             refs = await backend.list_own()
@@ -115,6 +118,8 @@ async def reap(
         for ref in refs:
             if (ref.run_id in dead) if ref.run_id else (ref.worker_id not in live):
                 await backend.remove_by_ref(ref)
+                if ref.run_id:
+                    await to_thread.run_sync(remove_leftover_dirs, ref.run_id)
                 sweep.removed.append(f"{backend.name} {ref.run_id or ref.handle[:12]}")
     return sweep
 

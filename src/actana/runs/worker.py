@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 
 from anyio import to_thread
@@ -20,7 +21,7 @@ from actana.sandboxes import SandboxUnavailableError
 log = logging.getLogger(__name__)
 IDLE_POLL_SEC = 0.5
 HEARTBEAT_SEC = 5.0
-REAP_EVERY_BEATS = 6  # a sweep every 30 s
+REAP_EVERY_SEC = 30.0
 
 
 class WorkerPool:
@@ -77,17 +78,19 @@ class WorkerPool:
             log.warning("reaper: failed runs %s, removed %s", swept.runs_failed, swept.removed)
 
     async def _heartbeat(self) -> None:
-        beats = 0
+        # Beat well within the staleness others judge us by: a live worker must never look dead.
+        interval = min(HEARTBEAT_SEC, self.context.settings.worker_stale_after_sec / 3)
+        next_sweep = time.monotonic() + REAP_EVERY_SEC
         while not self._stopping.is_set():
             try:
                 await to_thread.run_sync(queue.heartbeat, self.context.database, self.worker_id)
             except Exception:
                 log.exception("heartbeat failed")
-            beats += 1
-            if beats % REAP_EVERY_BEATS == 0:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + REAP_EVERY_SEC
                 await self._reap()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_SEC)
+                await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def _claim_loop(self, index: int) -> None:
         while not self._stopping.is_set():

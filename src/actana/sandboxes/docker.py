@@ -8,12 +8,14 @@ handed over. `list_own` finds both, so the reaper removes what a crashed worker 
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cached_property
@@ -26,6 +28,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from actana.protocol.payloads import ENV_CHANNEL
 from actana.sandboxes.base import (
+    RUN_ID_PATTERN,
     Sandbox,
     SandboxBackend,
     SandboxLimits,
@@ -86,24 +89,31 @@ class DockerSandboxBackend(SandboxBackend):
         Raises:
             SandboxUnavailableError: no daemon answers.
         """
-        try:
-            if self.options.docker_url:
-                return docker.APIClient(
-                    base_url=self.options.docker_url,
-                    version="auto",
-                    timeout=self.options.api_timeout_sec,
-                    max_pool_size=API_CONNECTIONS,
-                )
-            return docker.from_env(
+        with warnings.catch_warnings():
+            # docker-py leaks the socket of a failed connect; its ResourceWarning would surface
+            # at some later garbage collection, far from here: collect it now, quietly.
+            warnings.simplefilter("ignore", ResourceWarning)
+            try:
+                return self._connect()
+            except DockerException as exc:
+                failure = exc
+            gc.collect()
+        where = self.options.docker_url or "DOCKER_HOST or the default socket"
+        raise SandboxUnavailableError(f"no Docker daemon reachable ({where}): {_short(failure)}")
+
+    def _connect(self) -> docker.APIClient:
+        if self.options.docker_url:
+            return docker.APIClient(
+                base_url=self.options.docker_url,
                 version="auto",
                 timeout=self.options.api_timeout_sec,
                 max_pool_size=API_CONNECTIONS,
-            ).api
-        except DockerException as exc:
-            where = self.options.docker_url or "DOCKER_HOST or the default socket"
-            raise SandboxUnavailableError(
-                f"no Docker daemon reachable ({where}): {_short(exc)}"
-            ) from exc
+            )
+        return docker.from_env(
+            version="auto",
+            timeout=self.options.api_timeout_sec,
+            max_pool_size=API_CONNECTIONS,
+        ).api
 
     def isolation(self, uid: int | None = None) -> str:
         return ISOLATION if uid is None else f"{ISOLATION}+uid({uid})"
@@ -194,7 +204,6 @@ class DockerSandboxBackend(SandboxBackend):
     async def create(self, spec: SandboxSpec) -> Sandbox:
         if self.pool is not None and spec.channel_socket is not None:
             warm = self.pool.take(spec.limits, spec.worker_id)
-            self.pool.refill(spec.limits, spec.worker_id)
             if warm is not None:
                 adopted = await anyio.to_thread.run_sync(self._adopt, spec, warm)
                 if adopted is not None:
@@ -242,6 +251,11 @@ class DockerSandboxBackend(SandboxBackend):
             await anyio.to_thread.run_sync(self._check_image)
             self.pool.refill(limits, worker_id)
 
+    def refill_pool(self, limits: SandboxLimits, worker_id: str) -> None:
+        """Top the warm pool up (called when a sandbox is removed: between runs, not during)."""
+        if self.pool is not None:
+            self.pool.refill(limits, worker_id)
+
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()
@@ -278,7 +292,10 @@ class DockerSandboxBackend(SandboxBackend):
             if os.geteuid() == 0:
                 os.chown(spec.channel_socket, warm.uid, warm.uid)
             state_dir = self._state_dir(spec.run_id)
-        except OSError:
+            # Labels are fixed at creation: the name is how the container now says whose it
+            # is (`list_own`, the reaper, an operator's `docker ps`).
+            self.api.rename(warm.container_id, f"actana-{spec.run_id}")
+        except (OSError, DockerException):
             anyio.from_thread.run(self._remove_warm, warm)
             return None
         return DockerSandbox(
@@ -330,9 +347,13 @@ class DockerSandboxBackend(SandboxBackend):
         refs = []
         for item in containers:
             labels = item.get("Labels") or {}
-            run_id = labels.get(LABEL_RUN, "")
+            run_id = labels.get(LABEL_RUN) or _run_of(item.get("Names") or [])
             # A warm container's state is its channel directory; a run's, its staging folder.
-            path = self.root_dir / run_id if run_id else _pool_dir(labels.get(LABEL_CHANNEL))
+            path = (
+                self.root_dir / run_id
+                if labels.get(LABEL_RUN)
+                else _pool_dir(labels.get(LABEL_CHANNEL))
+            )
             refs.append(
                 SandboxRef(
                     backend=self.name,
@@ -405,6 +426,14 @@ class DockerSandboxBackend(SandboxBackend):
         if status.problem is not None:
             return {**facts, "available": False, "reason": status.problem}
         return {**facts, "available": True, "reason": None}
+
+
+def _run_of(names: list[str]) -> str:
+    """The run a warm container was given, from the name it got then (`/actana-<run id>`)."""
+    for name in names:
+        if name.startswith("/actana-") and RUN_ID_PATTERN.fullmatch(name[len("/actana-") :]):
+            return name[len("/actana-") :]
+    return ""
 
 
 def _pool_dir(label: str | None) -> Path | None:

@@ -128,6 +128,7 @@ def container_request(
         "ReadonlyRootfs": True,
         "NetworkMode": "none",
         "IpcMode": "private",
+        "CgroupnsMode": "private",  # its own cgroup view, not the host's (v1's default)
         "PidMode": "",
         "UTSMode": "",
         "UsernsMode": "",

@@ -174,7 +174,7 @@ class DockerSandbox(Sandbox):
         except APIError as exc:
             if exc.status_code != 409:  # 409: not running, which is what we want
                 raise SandboxCleanupError(f"docker kill failed: {exc}") from exc
-        if self._stream is None:
+        if self._reader is None:  # never started (or its start failed): nothing to wait for
             return
         try:
             with anyio.fail_after(KILL_GRACE_SEC):
@@ -187,7 +187,8 @@ class DockerSandbox(Sandbox):
             return
         with anyio.CancelScope(shield=True):
             try:
-                await self.kill()
+                # Docker's forced removal kills and waits itself: one call, not three.
+                await self._owner.remove_container(self.container_id)
             finally:
                 for task in (self._handover, self._reader):
                     if task is not None and not task.done():
@@ -195,12 +196,13 @@ class DockerSandbox(Sandbox):
                         await asyncio.gather(task, return_exceptions=True)
                 if self._stream is not None:
                     self._stream.close()
-                await self._owner.remove_container(self.container_id)
                 shutil.rmtree(self._state_dir, ignore_errors=True)
                 if self._channel_dir is not None:
                     shutil.rmtree(self._channel_dir, ignore_errors=True)
                 self._owner.release_uid(self.uid)
                 self._removed = True
+                # Refill only now: a container started during a run slows that run down.
+                self._owner.refill_pool(self.limits, self.spec.worker_id)
 
     async def stderr_tail(self, max_bytes: int = 8192) -> bytes:
         return self._stream.stderr_tail(max_bytes) if self._stream is not None else b""

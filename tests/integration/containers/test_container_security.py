@@ -226,6 +226,7 @@ def test_inspect_of_a_live_sandbox_shows_the_hardened_configuration(
     for mode in ("PidMode", "UTSMode", "UsernsMode"):
         assert host[mode] == "", (mode, host[mode])  # the container's own, not the host's
     assert host["IpcMode"] == "private"
+    assert host["CgroupnsMode"] == "private"  # no host cgroup view either
     assert not host["Devices"], host["Devices"]
     assert not host.get("DeviceCgroupRules"), host["DeviceCgroupRules"]
     assert host["OomKillDisable"] in (False, None)
