@@ -96,10 +96,11 @@ class DockerSandboxBackend(SandboxBackend):
             try:
                 return self._connect()
             except DockerException as exc:
-                failure = exc
+                # Keep only the text: the exception's traceback holds the leaked socket.
+                failure = _short(exc)
             gc.collect()
         where = self.options.docker_url or "DOCKER_HOST or the default socket"
-        raise SandboxUnavailableError(f"no Docker daemon reachable ({where}): {_short(failure)}")
+        raise SandboxUnavailableError(f"no Docker daemon reachable ({where}): {failure}")
 
     def _connect(self) -> docker.APIClient:
         if self.options.docker_url:

@@ -11,7 +11,6 @@ container gone late, never early, so the measure errs on the strict side.
 
 from __future__ import annotations
 
-import gc
 import secrets
 import threading
 import time
@@ -44,12 +43,6 @@ from tests.integration.runs.conftest import (
 TIMEOUT_SEC = 2
 GONE_WITHIN_MS = 1000
 NO_DAEMON = "unix:///nonexistent.sock"
-# docker-py leaks the socket of a failed connect; DockerSandboxBackend.api does not collect it
-# under an ignore filter the way connect_docker does, so without a daemon every describe() leaves
-# one that warns when the garbage collector finds it (a bug reported with these tests). The tests
-# without a daemon ignore that one warning and collect before they end, so it lands in no other
-# test.
-LEAKED_SOCKET = "ignore:unclosed <socket.socket:ResourceWarning"
 
 
 def _now_ms() -> int:
@@ -259,7 +252,6 @@ def server_with(
         for client in clients:
             client.close()
         server.stop()
-    gc.collect()
 
 
 def _phase(lines: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -292,7 +284,6 @@ def _failed_in_container_creation(runner: Runner) -> tuple[dict[str, Any], list[
     return final, lines
 
 
-@pytest.mark.filterwarnings(LEAKED_SOCKET)
 def test_without_a_daemon_a_container_run_fails_in_container_creation(server_with):
     runner, anonymous = server_with(docker_url=NO_DAEMON)
     final, lines = _failed_in_container_creation(runner)
@@ -312,7 +303,6 @@ def test_without_a_daemon_a_container_run_fails_in_container_creation(server_wit
     assert ready.json()["checks"]["sandbox_native"]["ok"] is True
 
 
-@pytest.mark.filterwarnings(LEAKED_SOCKET)
 def test_without_a_daemon_a_container_run_falls_back_to_native_when_allowed(server_with):
     runner, anonymous = server_with(docker_url=NO_DAEMON, sandbox_fallback_native=True)
     agent = runner.agent(
