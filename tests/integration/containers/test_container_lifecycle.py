@@ -34,10 +34,10 @@ from tests.integration.runs.conftest import (
     assert_no_process_left,
     assert_well_formed,
     epoch_ms,
-    marked_processes,
     phase_lines,
     run_row,
-    wait_until,
+    running_sleepers,
+    sleepers_script,
 )
 
 TIMEOUT_SEC = 2
@@ -47,28 +47,6 @@ NO_DAEMON = "unix:///nonexistent.sock"
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _sleepers_script(marker: str) -> list[dict[str, Any]]:
-    command = (
-        f"export ACTANA_TEST_MARK={marker}; "
-        f"sleep 600 & setsid sleep 600 & exec -a {marker} sleep 600"
-    )
-    return [
-        {"tool_calls": [{"name": "bash", "args": {"command": command}}]},
-        {"text": "the sleeps ended early"},
-    ]
-
-
-def _sleepers(marker: str) -> list[str]:
-    """The command lines of the three sleeps, once all three are running."""
-
-    def found() -> list[str]:
-        lines = [c.strip() for c in marked_processes(marker).values()]
-        sleeps = [c for c in lines if c in ("sleep 600", f"{marker} 600")]
-        return sleeps if len(sleeps) >= 3 else []
-
-    return list(wait_until(found, 10, f"the three sleeps marked {marker}"))
 
 
 class ContainerWatch(threading.Thread):
@@ -141,7 +119,7 @@ def _start_long_run(
 ) -> tuple[dict[str, Any], Iterator[dict[str, Any]], list[dict[str, Any]], ContainerWatch]:
     """A container run whose bash step sleeps; returns once the sleeps run, with a watch on
     its container already polling."""
-    agent = runner.agent(_sleepers_script(marker), timeout_sec=timeout_sec)
+    agent = runner.agent(sleepers_script(marker), timeout_sec=timeout_sec)
     run = runner.start(agent)
     lines = runner.events(run["id"])
     seen: list[dict[str, Any]] = []
@@ -149,7 +127,7 @@ def _start_long_run(
     container = _the_container(docker_client, run["id"])
     watch = ContainerWatch(docker_client.api, container["Id"])
     watch.start()
-    assert len(_sleepers(marker)) == 3
+    assert len(running_sleepers(marker)) == 3
     return run, lines, seen, watch
 
 

@@ -5,7 +5,6 @@ address), and in the environment or anywhere in /proc no token and nothing of th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,9 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from sqlalchemy import select
 
-from actana.db.models import RunToken
 from actana.sandboxes.docker_config import CHANNEL_DIR
 from tests.conftest import LiveServer
 from tests.integration.containers.test_container_security import (
@@ -27,7 +24,7 @@ from tests.integration.containers.test_container_security import (
     tracked_runs,
     turns,
 )
-from tests.integration.runs.conftest import Runner
+from tests.integration.runs.conftest import Runner, leaked_tokens, token_hashes
 
 # The sandbox's own variables (docker_config.container_request, sandboxes.base
 # .sandbox_environment) and those bash adds by itself. Anything else came from elsewhere.
@@ -35,7 +32,6 @@ SANDBOX_VARIABLES = {
     "PATH", "LANG", "HOME", "PWD", "WORKSPACE_DIR", "ACTANA_CHANNEL", "ACTANA_RUN_ID",
     "SHLVL", "_", "OLDPWD",
 }  # fmt: skip
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]{43,}")
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=", re.MULTILINE)
 
 
@@ -126,23 +122,6 @@ def _statuses(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def _token_hashes(context: Any, run_id: str) -> set[str]:
-    with context.database.session() as session:
-        rows = session.scalars(select(RunToken).where(RunToken.run_id == run_id)).all()
-        return {row.token_sha256 for row in rows}
-
-
-def _leaked_tokens(text: str, hashes: set[str]) -> list[str]:
-    """Every 43-character token-alphabet window of `text` that hashes to one of `hashes`."""
-    leaked = []
-    for match in _TOKEN_CHARS.finditer(text):
-        word = match.group()
-        for i in range(len(word) - 42):
-            if hashlib.sha256(word[i : i + 43].encode()).hexdigest() in hashes:
-                leaked.append(word[i : i + 43])
-    return leaked
-
-
 def _host_addresses(docker_client: Any) -> list[str]:
     """The host's addresses a container might try instead of loopback."""
     found = []
@@ -226,12 +205,12 @@ def test_inside_a_sandbox_nothing_is_privileged_reachable_or_secret(
     names = set(_ASSIGNMENT.findall(env))
     assert names <= SANDBOX_VARIABLES, sorted(names - SANDBOX_VARIABLES)
     assert os.environ[CANARY] == canary  # it is in the server's environment ...
-    hashes = _token_hashes(container_runner.context, run_id)
+    hashes = token_hashes(container_runner.context, run_id)
     assert len(hashes) == 4, "setup, run, upload and session tokens should have been issued"
     for seen in (env, proc):  # ... and neither it nor any token is anywhere in the sandbox
         assert CANARY not in seen, seen
         assert canary not in seen, seen
         assert "OTP_" not in seen, seen
-        assert _leaked_tokens(seen, hashes) == [], "a run token is visible in the sandbox"
+        assert leaked_tokens(seen, hashes) == [], "a run token is visible in the sandbox"
     assert f"ACTANA_RUN_ID={run_id}" in proc, "the /proc probe read no environment at all"
     assert "PYTHONDONTWRITEBYTECODE=1" in proc, "the /proc probe could not read tini's environ"

@@ -3,8 +3,10 @@ scripted agent, start a run and read everything it produced."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,8 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from actana.db.models import Run
+from actana.db.models import Run, RunToken
 from actana.protocol.events import PHASES
 from actana.runs import storage
 from tests.conftest import LiveServer, Tenant, make_tenant
@@ -267,3 +270,53 @@ class Follower(threading.Thread):
             raise self.error
         assert self.status == 200, self.status
         return list(self.items)
+
+
+# --- Shared probes: long-lived sleeps to find and kill, and run tokens to look for ------------
+
+
+def sleepers_script(marker: str) -> list[dict[str, Any]]:
+    """A script whose bash step starts three long sleeps findable by `marker`: one in the
+    background, one in a session of its own (`setsid`), and the step's shell exec'ed into a sleep
+    whose argv[0] is the marker; the other two carry it in their environment."""
+    command = (
+        f"export ACTANA_TEST_MARK={marker}; "
+        f"sleep 600 & setsid sleep 600 & exec -a {marker} sleep 600"
+    )
+    return [
+        {"tool_calls": [{"name": "bash", "args": {"command": command}}]},
+        {"text": "the sleeps ended early"},
+    ]
+
+
+def running_sleepers(marker: str) -> list[str]:
+    """The command lines of the three sleeps of `sleepers_script`, once all three run."""
+
+    def found() -> list[str]:
+        lines = [c.strip() for c in marked_processes(marker).values()]
+        sleeps = [c for c in lines if c in ("sleep 600", f"{marker} 600")]
+        return sleeps if len(sleeps) >= 3 else []
+
+    return list(wait_until(found, 10, f"the three sleeps marked {marker}"))
+
+
+TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]{43,}")
+
+
+def token_hashes(context: Any, run_id: str) -> set[str]:
+    """The SHA-256 of every token issued to `run_id` (the database keeps nothing else)."""
+    with context.database.session() as session:
+        rows = session.scalars(select(RunToken).where(RunToken.run_id == run_id)).all()
+        return {row.token_sha256 for row in rows}
+
+
+def leaked_tokens(text: str, hashes: set[str]) -> list[str]:
+    """Every 43-character token-alphabet window of `text` that hashes to one of `hashes`."""
+    leaked = []
+    for match in TOKEN_CHARS.finditer(text):
+        word = match.group()
+        for i in range(len(word) - 42):
+            window = word[i : i + 43]
+            if hashlib.sha256(window.encode()).hexdigest() in hashes:
+                leaked.append(window)
+    return leaked

@@ -20,34 +20,12 @@ from tests.integration.runs.conftest import (
     assert_no_process_left,
     assert_well_formed,
     epoch_ms,
-    marked_processes,
     run_row,
-    wait_until,
+    running_sleepers,
+    sleepers_script,
 )
 
 TIMEOUT_SEC = 2
-
-
-def _sleepers_script(marker: str) -> list[dict[str, Any]]:
-    command = (
-        f"export ACTANA_TEST_MARK={marker}; "
-        f"sleep 600 & setsid sleep 600 & exec -a {marker} sleep 600"
-    )
-    return [
-        {"tool_calls": [{"name": "bash", "args": {"command": command}}]},
-        {"text": "the sleeps ended early"},
-    ]
-
-
-def _sleepers(marker: str) -> list[str]:
-    """The command lines of the three sleeps, once all three are running."""
-
-    def found() -> list[str]:
-        lines = [c.strip() for c in marked_processes(marker).values()]
-        sleeps = [c for c in lines if c in ("sleep 600", f"{marker} 600")]
-        return sleeps if len(sleeps) >= 3 else []
-
-    return list(wait_until(found, 10, f"the three sleeps marked {marker}"))
 
 
 def _until_step_running(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]) -> None:
@@ -78,12 +56,12 @@ def _check_stream(runner: Runner, run: dict[str, Any], seen: list[dict[str, Any]
 
 def test_timeout_ends_the_run_at_its_deadline_and_kills_every_process(runner):
     marker = f"actana-timeout-{secrets.token_hex(8)}"
-    agent = runner.agent(_sleepers_script(marker), timeout_sec=TIMEOUT_SEC)
+    agent = runner.agent(sleepers_script(marker), timeout_sec=TIMEOUT_SEC)
     run = runner.start(agent)
     lines = runner.events(run["id"])
     seen: list[dict[str, Any]] = []
     _until_step_running(lines, seen)
-    assert len(_sleepers(marker)) == 3
+    assert len(running_sleepers(marker)) == 3
 
     terminal = _rest(lines, seen)
     assert_no_process_left(marker, within=1.0)
@@ -111,12 +89,12 @@ def test_timeout_ends_the_run_at_its_deadline_and_kills_every_process(runner):
 
 def test_cancel_of_a_running_run_ends_it_within_a_second(runner):
     marker = f"actana-cancel-{secrets.token_hex(8)}"
-    agent = runner.agent(_sleepers_script(marker), timeout_sec=30)
+    agent = runner.agent(sleepers_script(marker), timeout_sec=30)
     run = runner.start(agent)
     lines = runner.events(run["id"])
     seen: list[dict[str, Any]] = []
     _until_step_running(lines, seen)
-    assert len(_sleepers(marker)) == 3
+    assert len(running_sleepers(marker)) == 3
 
     t = runner.tenant
     asked = time.time_ns() // 1_000_000

@@ -4,7 +4,6 @@ the agent's own bash and python steps."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import secrets
@@ -12,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from actana.db.models import RunToken
-from tests.integration.runs.conftest import finished_steps
+from tests.integration.runs.conftest import finished_steps, leaked_tokens, token_hashes
 
 ENV_PROBE = (
     "env; echo ---; cat /proc/self/environ | tr '\\0' '\\n'; echo ---; "
@@ -30,7 +27,6 @@ SANDBOX_VARIABLES = {
     "PATH", "LANG", "HOME", "PWD", "WORKSPACE_DIR", "ACTANA_CHANNEL", "ACTANA_RUN_ID",
     "SHLVL", "_", "OLDPWD",
 }  # fmt: skip
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]{43,}")
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=", re.MULTILINE)
 
 
@@ -49,24 +45,6 @@ def canaries(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.fixture
 def settings(settings, canaries):  # the canaries are in place before context and server exist
     return settings
-
-
-def _token_hashes(context: Any, run_id: str) -> set[str]:
-    with context.database.session() as session:
-        rows = session.scalars(select(RunToken).where(RunToken.run_id == run_id)).all()
-        return {row.token_sha256 for row in rows}
-
-
-def _leaked_tokens(text: str, hashes: set[str]) -> list[str]:
-    """Every 43-character token-alphabet window of `text` that hashes to one of `hashes`."""
-    leaked = []
-    for match in _TOKEN_CHARS.finditer(text):
-        run = match.group()
-        for i in range(len(run) - 42):
-            window = run[i : i + 43]
-            if hashlib.sha256(window.encode()).hexdigest() in hashes:
-                leaked.append(window)
-    return leaked
 
 
 def _outputs(step: dict[str, Any]) -> str:
@@ -96,13 +74,13 @@ def test_no_token_or_server_environment_reaches_a_tool(runner, canaries):
     assert python_env["ACTANA_RUN_ID"] == run["id"]
 
     # One-time tokens and the session token: named nowhere, valued nowhere.
-    hashes = _token_hashes(runner.context, run["id"])
+    hashes = token_hashes(runner.context, run["id"])
     assert len(hashes) == 4, "setup, run, upload and session tokens should have been issued"
     for name in ("OTP_SETUP", "OTP_RUN", "OTP_UPLOAD"):
         assert name not in seen, f"{name} is visible to a tool"
-    assert _leaked_tokens(seen, hashes) == [], "a run token is visible to a tool"
+    assert leaked_tokens(seen, hashes) == [], "a run token is visible to a tool"
     stream = (runner.run_dir(final) / "stream.jsonl").read_text()
-    assert _leaked_tokens(stream, hashes) == [], "a run token is in stream.jsonl"
+    assert leaked_tokens(stream, hashes) == [], "a run token is in stream.jsonl"
 
     # Nothing of the server's environment or configuration.
     names = set(_ASSIGNMENT.findall(bash_out)) | set(python_env)
