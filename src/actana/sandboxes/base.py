@@ -19,17 +19,22 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import anyio
 
 from actana.protocol.payloads import ENV_WORKSPACE_DIR
-from actana.sandboxes.errors import OutputLimitExceededError, SandboxSpecError, SandboxStateError
+from actana.sandboxes.errors import (
+    OutputLimitExceededError,
+    SandboxSpecError,
+    SandboxStateError,
+    SandboxUnavailableError,
+)
 
 # Run ids become directory names, container names and labels: keep them to what all accept.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -263,6 +268,20 @@ class Sandbox(ABC):
         # Shielded: a cancelled task (run timeout, worker shutdown) must still clean up.
         with anyio.CancelScope(shield=True):
             await self.remove()
+
+
+def known_options(options_type: type, options: Mapping[str, Any], backend: str) -> dict[str, Any]:
+    """`options` as a dict, once every key is a field of the dataclass `options_type`.
+
+    Raises:
+        SandboxUnavailableError: an unknown option (the message lists the known ones).
+    """
+    known = {f.name for f in fields(options_type)}
+    if unknown := sorted(set(options) - known):
+        raise SandboxUnavailableError(
+            f"{backend} sandbox: unknown option(s) {unknown}; known: {sorted(known)}"
+        )
+    return dict(options)
 
 
 class SandboxBackend(ABC):

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actana.sandboxes.base import SandboxLimits
+from actana.sandboxes.base import SandboxLimits, known_options
 from actana.sandboxes.errors import SandboxUnavailableError
 
 LABEL = "actana.sandbox"
@@ -58,12 +58,7 @@ class DockerOptions:
         Raises:
             SandboxUnavailableError: unknown or invalid options.
         """
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(options) - known):
-            raise SandboxUnavailableError(
-                f"docker sandbox: unknown option(s) {unknown}; known: {sorted(known)}"
-            )
-        opts = dict(options)
+        opts = known_options(cls, options, "docker")
         if "uid_pool" in opts:
             opts["uid_pool"] = tuple(opts["uid_pool"])
         made = cls(**opts)

@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property, partial
 from pathlib import Path
@@ -41,6 +41,7 @@ from actana.sandboxes.base import (
     SandboxBackend,
     SandboxRef,
     SandboxSpec,
+    known_options,
     sandbox_environment,
 )
 from actana.sandboxes.errors import SandboxSpecError, SandboxUnavailableError
@@ -71,12 +72,7 @@ class NativeOptions:
         Raises:
             SandboxUnavailableError: unknown or invalid options.
         """
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(options) - known):
-            raise SandboxUnavailableError(
-                f"native sandbox: unknown option(s) {unknown}; known: {sorted(known)}"
-            )
-        opts = dict(options)
+        opts = known_options(cls, options, "native")
         for key in ("deny_paths", "extra_ro_paths"):
             if key in opts:
                 opts[key] = tuple(Path(p) for p in opts[key])
