@@ -11,6 +11,7 @@ starve the default thread pool the rest of the server uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import shutil
 import tarfile
@@ -145,7 +146,10 @@ class DockerSandbox(Sandbox):
                     self._chunks.put_nowait(chunk)
                     seen += len(chunk)
         except SandboxError:
-            await self.kill()
+            # Output Docker would never produce: stop the container. (Not `kill()`, which
+            # waits for this very reader to end.)
+            with contextlib.suppress(APIError):
+                await self._call(self._api.kill, self.container_id, "SIGKILL")
         finally:
             self._chunks.put_nowait(None)
 
