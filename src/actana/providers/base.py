@@ -6,6 +6,7 @@ text deltas first. It gets the decrypted key for this one call only and must not
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,9 +17,27 @@ from actana.protocol.payloads import GatewayDelta, ModelRequest, ModelTurn
 
 
 class ModelCallError(RunError):
-    """The model call failed; the message is safe to show (it never holds key material)."""
+    """The model call failed; the message is safe to show (it never holds key material).
+
+    `retryable` (429, 5xx, a dropped connection) lets the gateway try again, with backoff and
+    jitter, within the run's deadline, as long as nothing of this call was streamed yet;
+    `retry_after` is the upstream's own hint in seconds, when it gave one.
+    """
 
     code = "model_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,8 @@ class ProviderCall:
     request: ModelRequest
     turn_index: int
     """0 for the run's first model call, 1 for the second, ..."""
+    timeout_sec: float = 600.0
+    """Time left before the run's deadline: no upstream call of this turn may take longer."""
 
 
 class ModelProvider(ABC):
@@ -82,6 +103,16 @@ def get_provider(name: str) -> ModelProvider:
     return factory()
 
 
+BUILTIN_MODULES = ("scripted", "anthropic_messages", "openai_chat", "gemini_genai")
+"""Modules under actana.providers that register the built-in providers when imported. Each
+imports its SDK only when a call needs it, so that listing providers stays cheap."""
+
+
 def _load_builtin() -> None:
-    # Importing the module registers it; real SDK providers import their SDK only when called.
-    from actana.providers import scripted  # noqa: F401
+    for module in BUILTIN_MODULES:
+        name = f"actana.providers.{module}"
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a missing module *inside* a provider is a real error
+                raise
