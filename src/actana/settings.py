@@ -76,6 +76,27 @@ class Settings(BaseSettings):
     """Longest NDJSON line accepted from a sandbox; longer ones are dropped with a warning."""
 
     max_model_calls_per_run: int = Field(default=100, ge=1)
+    """Model calls a run may make, unless its agent sets `max_model_calls`."""
+
+    max_input_tokens_per_run: int = Field(default=1_000_000, ge=1)
+    """Input (prompt) tokens a run may use over all its model calls, unless its agent sets
+    `max_input_tokens`. Every call resends the conversation, so this grows fastest."""
+
+    max_output_tokens_per_run: int = Field(default=100_000, ge=1)
+    """Output tokens a run may use, unless its agent sets `max_output_tokens`."""
+
+    model_retry_attempts: int = Field(default=4, ge=1, le=20)
+    """Upstream attempts per model call (1: no retry). Only 429, 5xx and dropped connections
+    are retried, only before anything was streamed, and only within the run's deadline."""
+
+    model_retry_base_sec: float = Field(default=0.5, ge=0)
+    """First retry waits up to this long; each further one up to twice as long (full jitter)."""
+
+    model_retry_max_sec: float = Field(default=8.0, ge=0)
+    """Longest wait between two attempts, unless the upstream's Retry-After asks for more."""
+
+    model_endpoint_test_timeout_sec: float = Field(default=20.0, gt=0, le=300)
+    """How long `POST model-endpoints/{id}/test` waits for the upstream's answer."""
 
     sandbox_fallback_native: bool = False
     """Let runs of the `container` flavor fall back to the native sandbox when no container

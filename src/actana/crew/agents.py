@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -24,6 +24,35 @@ from actana.db.models import (
 from actana.exceptions import InvalidInputError
 
 SandboxFlavor = Literal["container", "native"]
+BUDGET_FIELDS = ("max_model_calls", "max_input_tokens", "max_output_tokens")
+
+MaxModelCalls = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Model calls per run (null: the deployment's max_model_calls_per_run)",
+    ),
+]
+MaxInputTokens = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=1,
+        le=2_000_000_000,
+        description="Input tokens per run (null: the deployment's max_input_tokens_per_run)",
+    ),
+]
+MaxOutputTokens = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=1,
+        le=2_000_000_000,
+        description="Output tokens per run (null: the deployment's max_output_tokens_per_run)",
+    ),
+]
 
 
 class AgentCreate(StrictModel):
@@ -38,10 +67,13 @@ class AgentCreate(StrictModel):
     timeout_sec: int | None = Field(
         default=None, ge=1, le=86_400, description="Lowers the deployment's execution limit"
     )
+    max_model_calls: MaxModelCalls = None
+    max_input_tokens: MaxInputTokens = None
+    max_output_tokens: MaxOutputTokens = None
 
 
 class AgentUpdate(StrictModel):
-    """Fields to change; `environment_id` and `timeout_sec` may be set to null."""
+    """Fields to change; `environment_id`, `timeout_sec` and the budgets may be set to null."""
 
     name: Name | None = None
     system_prompt: str | None = Field(default=None, max_length=100_000)
@@ -52,6 +84,9 @@ class AgentUpdate(StrictModel):
     mcp_server_ids: list[str] | None = Field(default=None, max_length=50)
     sandbox_flavor: SandboxFlavor | None = None
     timeout_sec: int | None = Field(default=None, ge=1, le=86_400)
+    max_model_calls: MaxModelCalls = None
+    max_input_tokens: MaxInputTokens = None
+    max_output_tokens: MaxOutputTokens = None
 
 
 class AgentPublic(BaseModel):
@@ -65,6 +100,9 @@ class AgentPublic(BaseModel):
     mcp_server_ids: list[str]
     sandbox_flavor: str
     timeout_sec: int | None
+    max_model_calls: int | None
+    max_input_tokens: int | None
+    max_output_tokens: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -100,6 +138,9 @@ def to_public(_context: AppContext, _session: Session, row: Agent) -> AgentPubli
         mcp_server_ids=[link.mcp_server_id for link in row.mcp_links],
         sandbox_flavor=row.sandbox_flavor,
         timeout_sec=row.timeout_sec,
+        max_model_calls=row.max_model_calls,
+        max_input_tokens=row.max_input_tokens,
+        max_output_tokens=row.max_output_tokens,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -149,6 +190,9 @@ def create(
         max_rounds=body.max_rounds,
         sandbox_flavor=body.sandbox_flavor,
         timeout_sec=body.timeout_sec,
+        max_model_calls=body.max_model_calls,
+        max_input_tokens=body.max_input_tokens,
+        max_output_tokens=body.max_output_tokens,
     )
     _link(row, body.skill_ids, body.mcp_server_ids)
     session.add(row)
@@ -198,8 +242,9 @@ def update(
     for field in ("system_prompt", "max_rounds", "sandbox_flavor"):
         if getattr(body, field) is not None:
             setattr(row, field, getattr(body, field))
-    if "timeout_sec" in given:
-        row.timeout_sec = body.timeout_sec
+    for field in ("timeout_sec", *BUDGET_FIELDS):
+        if field in given:
+            setattr(row, field, getattr(body, field))
     if body.skill_ids is not None or body.mcp_server_ids is not None:
         # Replacing link rows with the same keys in one flush would insert before deleting.
         _link(

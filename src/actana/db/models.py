@@ -228,6 +228,10 @@ class Agent(Base):
     max_rounds: Mapped[int] = mapped_column(Integer, default=10)
     sandbox_flavor: Mapped[str] = mapped_column(String(16), default="container")
     timeout_sec: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Budgets of one run; None: the deployment's defaults (settings max_*_per_run).
+    max_model_calls: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_input_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
