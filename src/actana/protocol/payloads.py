@@ -13,9 +13,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from actana.protocol.events import Usage
+
+# What the sandbox sends is validated by the server with pydantic, which reads this attribute of
+# a dataclass: an unknown field (a model, base URL or key the sandbox would like to choose) is
+# refused, not ignored. A plain dict, so that the runtime needs no pydantic.
+_STRICT: dict[str, Any] = {"extra": "forbid"}
 
 # Environment variables the sandbox backend gives the runtime process. The runtime reads and
 # deletes the OTP_* ones before any tool runs.
@@ -79,6 +84,8 @@ class ConfigPayload:
 
 @dataclass
 class ToolCall:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+
     id: str
     name: str
     args: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +99,8 @@ class Message:
     `text` (JSON), with `tool_call_id` and `is_error`.
     """
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+
     role: Literal["user", "assistant", "tool"]
     text: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -101,6 +110,8 @@ class Message:
 
 @dataclass
 class ToolSchema:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+
     name: str
     description: str
     parameters: dict[str, Any]
@@ -108,7 +119,10 @@ class ToolSchema:
 
 @dataclass
 class ModelRequest:
-    """Body of POST /sandbox/v1/model. It names no model, endpoint or key: the run decides."""
+    """Body of POST /sandbox/v1/model. It names no model, endpoint or key: the run decides
+    (a body with any other field is refused with a 422)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
 
     system: str
     messages: list[Message]

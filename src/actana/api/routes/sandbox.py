@@ -8,6 +8,7 @@ On a run's own channel (actana.runs.channel), the tokens are pinned to that run.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from actana.runs.handover import build_config, build_env
 from actana.runs.outputs import receive_outputs
 from actana.security import otp
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sandbox/v1", tags=["sandbox"], include_in_schema=False)
 _model_request = TypeAdapter(ModelRequest)
 _INVALID = "invalid, expired or already used token"
@@ -95,7 +97,12 @@ async def post_model(
     context: Context,
     authorization: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """One model turn through the gateway (session token); answers NDJSON."""
+    """One model turn through the gateway (session token); answers NDJSON.
+
+    The body is the conversation only (`ModelRequest`): a field that would choose a model,
+    endpoint, base URL or key is refused with a 422, and no header of the request other than
+    the session token is read (the providers build their own upstream requests).
+    """
     token = _bearer(authorization)
     with context.database.session() as session:
         run_id = otp.check_session_token(session, token, run_id=_channel_run(request))
@@ -107,7 +114,14 @@ async def post_model(
         model_request = _model_request.validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
+        field = ".".join(str(p) for p in first["loc"])[:200]  # names come from the sandbox
+        if first["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            log.warning("run %s: model request refused: unknown field %r", run.id, field)
+            raise InvalidInputError(
+                f"{field}: unknown field; a model request is the conversation only, the run's "
+                "agent decides the model, endpoint and key",
+                field=field,
+            ) from None
         raise InvalidInputError(f"{field}: {first['msg']}", field=field) from None
 
     async def lines() -> AsyncIterator[bytes]:
