@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
+import anyio
+from anyio import to_thread
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +25,13 @@ from actana.crew.common import (
     touch,
 )
 from actana.db.models import Agent, ModelEndpoint, new_id
-from actana.exceptions import ConflictError, InvalidInputError
+from actana.exceptions import ActanaError, ConflictError, InvalidInputError
+from actana.protocol.payloads import Message, ModelRequest, ModelTurn
+from actana.providers.base import EndpointSpec, ModelCallError, ProviderCall, get_provider
+from actana.providers.redact import redact
+from actana.security.audit import record_audit
+
+log = logging.getLogger(__name__)
 
 Provider = Literal["anthropic", "openai", "gemini", "openai_compatible", "scripted"]
 OWNER_KIND = "model_endpoint"
@@ -204,3 +215,111 @@ def delete(context: AppContext, session: Session, workspace_id: str, endpoint_id
         )
     context.secrets.delete(session, OWNER_KIND, row.id)
     session.delete(row)
+
+
+# --- Trying an endpoint ----------------------------------------------------------------------
+
+TRY_PROMPT = "Reply with the single word: ok"
+TRY_MAX_TOKENS = 64
+"""Small, yet enough for a model that thinks before it answers to get a word out."""
+
+
+class EndpointTryResult(BaseModel):
+    """The verdict of one tiny call through an endpoint.
+
+    `ok` true: the upstream answered (`latency_ms`, `usage`, the start of its `reply`).
+    `ok` false: `error` says what went wrong (never with key material) and `status` is the
+    upstream's HTTP status when it sent one (401 bad key, 404 unknown model, 429 rate limited).
+    """
+
+    ok: bool
+    provider: str
+    model: str
+    latency_ms: int
+    usage: dict[str, int] | None = None
+    reply: str | None = None
+    error: str | None = None
+    status: int | None = None
+
+
+def _load_for_try(
+    context: AppContext, workspace_id: str, endpoint_id: str
+) -> tuple[EndpointSpec, str | None]:
+    with context.database.session() as session:
+        row = get_owned(session, ModelEndpoint, workspace_id, endpoint_id, "model endpoint")
+        spec = EndpointSpec(row.provider, row.model, row.base_url, row.script)
+        return spec, context.secrets.get(session, OWNER_KIND, row.id, "api_key")
+
+
+async def _one_turn(spec: EndpointSpec, api_key: str | None, timeout: float) -> ModelTurn:
+    request = ModelRequest(
+        system="", messages=[Message(role="user", text=TRY_PROMPT)], max_tokens=TRY_MAX_TOKENS
+    )
+    call = ProviderCall(endpoint=spec, request=request, turn_index=0, timeout_sec=timeout)
+    stream = get_provider(spec.provider).turn(call, api_key)
+    try:
+        async for item in stream:
+            if isinstance(item, ModelTurn):
+                return item
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+    raise ModelCallError(f"the {spec.provider} provider ended without a turn")
+
+
+async def try_endpoint(
+    context: AppContext, workspace_id: str, endpoint_id: str, actor: str
+) -> EndpointTryResult:
+    """Make one tiny call through the endpoint (its provider, model, base URL and key).
+
+    Upstream failures are the result (`ok` false), not exceptions; one attempt, no retry, at
+    most `model_endpoint_test_timeout_sec`. Audited (outcome and status only).
+
+    Raises:
+        NotFoundError: no such endpoint in this workspace.
+    """
+    spec, api_key = await to_thread.run_sync(_load_for_try, context, workspace_id, endpoint_id)
+    timeout = context.settings.model_endpoint_test_timeout_sec
+    result = EndpointTryResult(ok=False, provider=spec.provider, model=spec.model, latency_ms=0)
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(timeout):
+            turn = await _one_turn(spec, api_key, timeout)
+        result.ok = True
+        result.usage = asdict(turn.usage)
+        result.reply = (turn.text or "")[:200] or None
+    except TimeoutError:
+        result.error = f"the upstream did not answer within {timeout:g} s"
+    except ActanaError as exc:  # ModelCallError, or a key that cannot be decrypted
+        result.error = redact(exc.message, api_key)
+        result.status = getattr(exc, "status", None)
+    except Exception as exc:
+        log.error(
+            "trying model endpoint %s: the provider failed: %s",
+            endpoint_id,
+            redact(f"{type(exc).__name__}: {exc}", api_key),
+        )
+        result.error = (
+            f"the {spec.provider} provider failed unexpectedly ({type(exc).__name__}); "
+            "the server log has the details"
+        )
+    finally:
+        api_key = None
+    result.latency_ms = round((time.monotonic() - started) * 1000)
+
+    def audit() -> None:
+        with context.database.session() as session:
+            record_audit(
+                session,
+                "model_endpoint.tested",
+                actor=actor,
+                workspace_id=workspace_id,
+                target=endpoint_id,
+                ok=result.ok,
+                status=result.status,
+                latency_ms=result.latency_ms,
+            )
+
+    await to_thread.run_sync(audit)
+    return result

@@ -1,0 +1,136 @@
+"""`POST model-endpoints/{id}/test`: one tiny call through the endpoint; 200 with the verdict
+(ok, or the upstream's error and status, never with the key); audited without the key."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from actana.crew import model_endpoints
+from actana.db.models import AuditEvent, ModelEndpoint, new_id
+from actana.providers.redact import REDACTED
+from tests.integration.gateway.conftest import answer, fail, hang
+
+KEY = "sk-endpoint-test-" + "Kq7" * 12
+
+
+def _planned_endpoint(context, tenant, key: str | None = KEY) -> str:
+    """An endpoint of the test provider (not a provider the API accepts: made in the DB)."""
+    with context.database.session() as session:
+        row = ModelEndpoint(
+            id=new_id("me"), workspace_id=tenant.id, name="planned", provider="test-planned",
+            model="m-small",
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        if key is not None:
+            context.secrets.put(
+                session,
+                workspace_id=tenant.id,
+                owner_kind=model_endpoints.OWNER_KIND,
+                owner_id=row.id,
+                name="api_key",
+                value=key,
+                actor="test",
+            )
+        return row.id
+
+
+def _audits(context, endpoint_id: str) -> list[AuditEvent]:
+    with context.database.session() as session:
+        rows = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "model_endpoint.tested", AuditEvent.target == endpoint_id
+            )
+        ).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def test_a_scripted_endpoint_answers(tenant):
+    ep = tenant.client.post(
+        tenant.path("/model-endpoints"),
+        json={"name": "s", "provider": "scripted", "script": [{"text": "ok"}]},
+    ).json()
+    r = tenant.client.post(tenant.path(f"/model-endpoints/{ep['id']}/test"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ok"] is True
+    assert (body["provider"], body["model"], body["reply"]) == ("scripted", "script", "ok")
+    assert body["usage"]["input_tokens"] > 0
+    assert body["usage"]["output_tokens"] > 0
+    assert body["error"] is None
+    assert body["status"] is None
+    assert isinstance(body["latency_ms"], int)
+
+
+def test_the_call_is_tiny_and_carries_the_key(context, tenant, planned):
+    endpoint_id = _planned_endpoint(context, tenant)
+    planned.plan = [answer("ok", usage=(12, 1))]
+    body = tenant.client.post(tenant.path(f"/model-endpoints/{endpoint_id}/test")).json()
+    assert body["ok"] is True
+    assert body["usage"] == {"input_tokens": 12, "output_tokens": 1, "model_calls": 1}
+    (attempt,) = planned.attempts
+    assert attempt.api_key == KEY
+    assert attempt.call.endpoint.model == "m-small"
+    request = attempt.call.request
+    assert len(request.messages) == 1
+    assert request.tools == []
+    assert request.max_tokens == model_endpoints.TRY_MAX_TOKENS
+    assert attempt.call.timeout_sec == context.settings.model_endpoint_test_timeout_sec
+    (audit,) = _audits(context, endpoint_id)
+    assert audit.detail["ok"] is True
+    assert audit.actor.startswith("api_key:")
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "expected"),
+    [
+        (f"invalid x-api-key {KEY}", 401, f"invalid x-api-key {REDACTED}"),
+        ("model 'm-small' not found", 404, "model 'm-small' not found"),
+        ("rate limited; retry in 20 s", 429, "rate limited; retry in 20 s"),
+    ],
+)
+def test_an_upstream_error_is_the_verdict(context, tenant, planned, message, status, expected):
+    endpoint_id = _planned_endpoint(context, tenant)
+    planned.plan = [fail(message, status=status, retryable=status == 429)]
+    r = tenant.client.post(tenant.path(f"/model-endpoints/{endpoint_id}/test"))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["ok"] is False
+    assert (body["error"], body["status"], body["usage"]) == (expected, status, None)
+    assert len(planned.attempts) == 1, "a test is one attempt: no retry"
+    assert KEY[:12] not in r.text
+    (audit,) = _audits(context, endpoint_id)
+    assert (audit.detail["ok"], audit.detail["status"]) == (False, status)
+    assert KEY[:12] not in str(audit.detail)
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.model_copy(update={"model_endpoint_test_timeout_sec": 0.5})
+
+
+def test_an_upstream_that_never_answers_times_out(context, tenant, planned):
+    endpoint_id = _planned_endpoint(context, tenant)
+    planned.plan = [hang()]
+    started = time.monotonic()
+    body = tenant.client.post(tenant.path(f"/model-endpoints/{endpoint_id}/test")).json()
+    assert time.monotonic() - started < 3
+    assert body["ok"] is False
+    assert body["error"] == "the upstream did not answer within 0.5 s"
+    assert body["latency_ms"] >= 500
+
+
+def test_only_the_workspaces_own_endpoints(context, tenant, other_tenant, planned):
+    endpoint_id = _planned_endpoint(context, tenant)
+    r = other_tenant.client.post(other_tenant.path(f"/model-endpoints/{endpoint_id}/test"))
+    assert r.status_code == 404
+    assert tenant.client.post(tenant.path("/model-endpoints/me_nope/test")).status_code == 404
+    r = tenant.client.post(
+        tenant.path(f"/model-endpoints/{endpoint_id}/test"), headers={"Authorization": "Bearer x"}
+    )
+    assert r.status_code == 401
+    assert planned.attempts == []
