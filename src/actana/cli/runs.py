@@ -46,11 +46,18 @@ def follow(client: ApiClient, run_id: str, *, live: bool = True) -> dict[str, An
     return run
 
 
+def usage_line(usage: dict[str, Any]) -> str:
+    """`3 model call(s), 1200 input + 85 output tokens`."""
+    return (
+        f"{usage.get('model_calls', 0)} model call(s), "
+        f"{usage.get('input_tokens', 0)} input + {usage.get('output_tokens', 0)} output tokens"
+    )
+
+
 def print_summary(run: dict[str, Any], server: str) -> None:
-    usage = run["usage"]
     console.print(
         f"run {run['id']}: [bold]{run['status']}[/] in {run.get('duration_ms') or 0} ms, "
-        f"{run['rounds']} round(s), {usage['input_tokens']}+{usage['output_tokens']} tokens, "
+        f"{run['rounds']} round(s), {usage_line(run['usage'])}, "
         f"sandbox {run.get('sandbox_backend')} ({run.get('isolation')})",
         highlight=False,
     )
