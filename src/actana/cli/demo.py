@@ -1,9 +1,18 @@
-"""`actana demo`: a dev-mode server, a demo workspace and agent, and one real run of it."""
+"""`actana demo`: a dev-mode server, a demo workspace and agent, and one real run of it.
+
+The agent's model is the offline `scripted` one, unless a provider key is in the environment
+(ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY, first one set wins): then it talks to that
+provider, with a default model that ACTANA_DEMO_MODEL overrides. The key is stored encrypted as
+the demo endpoint's key; the sandbox never sees it.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -32,30 +41,82 @@ DEMO_SCRIPT = [
     {"tool_calls": [{"name": "bash", "args": {"command": "wc -c assets/hello.txt && uname -s"}}]},
     {"text": "I wrote assets/hello.txt and checked it with wc."},
 ]
+DEMO_PROMPT = (
+    "Write a one-line greeting to assets/hello.txt, check it with bash (wc -c), "
+    "and tell me in one sentence what you did."
+)
+PROVIDER_KEYS = (
+    ("ANTHROPIC_API_KEY", "anthropic", "claude-sonnet-4-5"),
+    ("OPENAI_API_KEY", "openai", "gpt-4.1-mini"),
+    ("GEMINI_API_KEY", "gemini", "gemini-2.5-flash"),
+)
+"""Environment variable, provider and default model, in order of preference."""
+REAL_MODEL_MIN_TIMEOUT_SEC = 120
+"""A real model thinks for seconds per turn: the demo gives its run at least this long."""
 
 
-def ensure_demo_crew(context: AppContext) -> tuple[str, str, str]:
-    """Create (once) the demo workspace, a scripted model endpoint and an agent.
+@dataclass(frozen=True)
+class DemoModel:
+    """The model the demo agent uses: `scripted`, or a provider with the key from `env_var`."""
 
-    Returns the workspace id, a fresh API key, and the agent id.
+    provider: str
+    model: str
+    api_key: str | None = None
+    env_var: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.env_var is None:
+            return "scripted (offline, plays a fixed script)"
+        return f"{self.provider}/{self.model} (key from {self.env_var})"
+
+
+def demo_model(environ: Mapping[str, str]) -> DemoModel:
+    """The provider whose key is set (the first of PROVIDER_KEYS), else the scripted model."""
+    for env_var, provider, default in PROVIDER_KEYS:
+        key = environ.get(env_var, "").strip()
+        if key:
+            model = environ.get("ACTANA_DEMO_MODEL", "").strip() or default
+            return DemoModel(provider, model, key, env_var)
+    return DemoModel("scripted", "script")
+
+
+def ensure_demo_crew(
+    context: AppContext, model: DemoModel | None = None
+) -> tuple[str, str, str, str]:
+    """Create (once) the demo workspace, its model endpoint and an agent on it.
+
+    The endpoint is the scripted one, or (for a real `model`) one named after the provider,
+    whose model and key are brought up to date; the agent is pointed at it.
+    Returns the workspace id, a fresh API key, the agent id and the endpoint id.
     """
+    model = model or DemoModel("scripted", "script")
     with context.database.session() as session:
         workspace = session.scalar(select(Workspace).where(Workspace.name == "demo"))
         if workspace is None:
             workspace, api_key = create_workspace(session, "demo", actor="demo")
         else:
             _key, api_key = issue_api_key(session, workspace.id, name="demo", actor="demo")
+        name = model.provider
         endpoint = session.scalar(
             select(ModelEndpoint).where(
-                ModelEndpoint.workspace_id == workspace.id, ModelEndpoint.name == "scripted"
+                ModelEndpoint.workspace_id == workspace.id, ModelEndpoint.name == name
             )
         )
         if endpoint is None:
-            body = model_endpoints.ModelEndpointCreate.model_validate(
-                {"name": "scripted", "provider": "scripted", "script": DEMO_SCRIPT}
-            )
+            fields: dict[str, object] = {"name": name, "provider": model.provider}
+            if model.api_key is None:
+                fields["script"] = DEMO_SCRIPT
+            else:
+                fields.update(model=model.model, api_key=model.api_key)
+            body = model_endpoints.ModelEndpointCreate.model_validate(fields)
             endpoint = model_endpoints.create(context, session, workspace.id, body, "demo")
             session.flush()
+        elif model.api_key is not None:
+            update = model_endpoints.ModelEndpointUpdate.model_validate(
+                {"model": model.model, "api_key": model.api_key}
+            )
+            model_endpoints.update(context, session, workspace.id, endpoint.id, update, "demo")
         agent = session.scalar(
             select(Agent).where(Agent.workspace_id == workspace.id, Agent.name == "hello")
         )
@@ -67,7 +128,9 @@ def ensure_demo_crew(context: AppContext) -> tuple[str, str, str]:
             )
             agent = agents.create(context, session, workspace.id, agent_body, "demo")
             session.flush()
-        return workspace.id, api_key, agent.id
+        elif agent.model_endpoint_id != endpoint.id:
+            agent.model_endpoint_id = endpoint.id
+        return workspace.id, api_key, agent.id, endpoint.id
 
 
 def demo(
@@ -82,8 +145,13 @@ def demo(
     # image is built, else (here only: production runs fail instead) the native sandbox, and
     # both this notice and the run's log say which and why.
     settings.sandbox_fallback_native = True
+    model = demo_model(os.environ)
+    if model.api_key is not None:
+        settings.max_execution_time_sec = max(
+            settings.max_execution_time_sec, REAL_MODEL_MIN_TIMEOUT_SEC
+        )
     context = start_context(settings)
-    workspace_id, api_key, agent_id = ensure_demo_crew(context)
+    workspace_id, api_key, agent_id, endpoint_id = ensure_demo_crew(context, model)
     server = uvicorn.Server(
         uvicorn.Config(create_app(context), host=settings.host, port=port, log_level="warning")
     )
@@ -105,8 +173,26 @@ def demo(
         )
     else:
         console.print(f"sandbox: docker, {choice.isolation}\n", highlight=False, soft_wrap=True)
+    console.print(f"model: {model.label}", highlight=False, soft_wrap=True)
     client = ApiClient(base, workspace_id, api_key)
-    run = client.post(f"/agents/{agent_id}/runs", json={"prompt": "Say hello with a file."})
+    if model.api_key is not None:
+        check = client.post(f"/model-endpoints/{endpoint_id}/test")
+        if not check["ok"]:
+            server.should_exit = True
+            thread.join(timeout=30)
+            status = f" (HTTP {check['status']})" if check.get("status") else ""
+            fail(f"the {model.provider} endpoint does not work{status}: {check['error']}")
+        console.print(
+            f"endpoint test: ok in {check['latency_ms']} ms; the key stays on the server, "
+            "the sandbox never sees it\n",
+            highlight=False,
+        )
+    else:
+        console.print(
+            "  (set ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY for a real model)\n",
+            highlight=False,
+        )
+    run = client.post(f"/agents/{agent_id}/runs", json={"prompt": DEMO_PROMPT})
     final = follow(client, run["id"])
     print_summary(final, base)
     run_folder = settings.runs_dir.resolve() / workspace_id / run["id"]
@@ -122,8 +208,10 @@ Try it yourself:
   curl -s -H "Authorization: Bearer $ACTANA_API_KEY" {base}/api/v1/workspaces/{workspace_id}/runs
   API docs: {base}/docs
 
-Use a real model: create a model endpoint (provider anthropic, openai, gemini or
-openai_compatible, with its api_key) and point the agent at it:
+Use a real model: run the demo again with ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY
+set (ACTANA_DEMO_MODEL picks the model), or create a model endpoint (anthropic, openai, gemini or
+openai_compatible), test it, and point the agent at it:
+  POST  {base}/api/v1/workspaces/{workspace_id}/model-endpoints/<id>/test
   PATCH {base}/api/v1/workspaces/{workspace_id}/agents/{agent_id} {{"model_endpoint_id": ...}}
 """,
         highlight=False,
