@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import secrets
+import socket
 import time
 
 import pytest
@@ -12,6 +14,7 @@ from actana.crew import model_endpoints
 from actana.db.models import AuditEvent, ModelEndpoint, new_id
 from actana.providers.redact import REDACTED
 from tests.integration.gateway.conftest import answer, fail, hang
+from tests.integration.gateway.upstreams import UPSTREAMS, key_for
 
 KEY = "sk-endpoint-test-" + "Kq7" * 12
 
@@ -108,12 +111,8 @@ def test_an_upstream_error_is_the_verdict(context, tenant, planned, message, sta
     assert KEY[:12] not in str(audit.detail)
 
 
-@pytest.fixture
-def settings(settings):
-    return settings.model_copy(update={"model_endpoint_test_timeout_sec": 0.5})
-
-
-def test_an_upstream_that_never_answers_times_out(context, tenant, planned):
+def test_an_upstream_that_never_answers_times_out(context, tenant, planned, monkeypatch):
+    monkeypatch.setattr(context.settings, "model_endpoint_test_timeout_sec", 0.5)
     endpoint_id = _planned_endpoint(context, tenant)
     planned.plan = [hang()]
     started = time.monotonic()
@@ -134,3 +133,53 @@ def test_only_the_workspaces_own_endpoints(context, tenant, other_tenant, planne
     )
     assert r.status_code == 401
     assert planned.attempts == []
+
+
+def _endpoint_on(tenant, provider: str, model: str, base_url: str, key: str) -> str:
+    r = tenant.client.post(
+        tenant.path("/model-endpoints"),
+        json={
+            "name": f"{provider}-{secrets.token_hex(3)}",
+            "provider": provider,
+            "model": model,
+            "base_url": base_url,
+            "api_key": key,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+@pytest.mark.parametrize("provider", sorted(UPSTREAMS))
+def test_a_real_provider_through_its_fake(tenant, provider):
+    key = key_for(provider, secrets.token_hex(20))
+    wrong = key_for(provider, secrets.token_hex(20))
+    with UPSTREAMS[provider](key) as upstream:
+        upstream.plan_text("ok")
+        good = _endpoint_on(tenant, provider, upstream.model, upstream.base_url, key)
+        bad = _endpoint_on(tenant, provider, upstream.model, upstream.base_url, wrong)
+        answer_ = tenant.client.post(tenant.path(f"/model-endpoints/{good}/test")).json()
+        refusal = tenant.client.post(tenant.path(f"/model-endpoints/{bad}/test"))
+        assert upstream.problems() == []
+        assert len(upstream.requests()) == 2
+    assert answer_["ok"] is True, answer_
+    assert answer_["reply"] == "ok"
+    assert answer_["usage"]["output_tokens"] > 0
+    body = refusal.json()
+    assert body["ok"] is False
+    assert body["status"] in (400, 401), body  # Gemini says 400 API_KEY_INVALID
+    assert "API key" in body["error"] or "api_key" in body["error"], body
+    assert wrong[-12:] not in refusal.text
+
+
+def test_a_server_that_is_not_there(tenant):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = _endpoint_on(
+        tenant, "anthropic", "claude-x", f"http://127.0.0.1:{port}", "sk-ant-" + "k" * 30
+    )
+    body = tenant.client.post(tenant.path(f"/model-endpoints/{endpoint}/test")).json()
+    assert body["ok"] is False
+    assert body["status"] is None
+    assert "could not reach" in body["error"], body
