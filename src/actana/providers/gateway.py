@@ -2,12 +2,12 @@
 
 The sandbox names no model, endpoint, base URL or key: the run's agent decides. Nothing the
 sandbox sent besides the conversation reaches the upstream (the providers build their own
-requests, headers included). Before each call the gateway checks the run's budgets (model calls,
-input and output tokens); it decrypts the key for the call and drops it; it retries what the
-provider calls retryable (429, 5xx, a dropped connection) with exponential backoff and full
-jitter, while the run's deadline allows and nothing of the call was streamed yet; it records
-the usage. Failures become a `GatewayError` line whose message helps and never holds key
-material (`redact`).
+requests, headers included). Before each call the gateway checks the run's budgets (model
+calls, input and output tokens) and caps the call's `max_tokens` at the output tokens left; it
+decrypts the key for the call and drops it; it retries what the provider calls retryable (429,
+5xx, a dropped connection) with exponential backoff and full jitter, while the run's deadline
+allows and nothing of the call was streamed yet; it records the usage. Failures become a
+`GatewayError` line whose message helps and never holds key material (`redact`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import random
 import time
 import traceback
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import anyio
@@ -35,6 +35,8 @@ from actana.settings import Settings
 
 log = logging.getLogger(__name__)
 _jitter = random.SystemRandom()
+SMALL_OUTPUT_LEFT = 4096
+"""Below this many output tokens left, a request without `max_tokens` is capped at what is left."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,25 @@ class _Prepared:
     api_key: str | None
     turn_index: int
     seconds_left: float
+    output_left: int
+    """Output tokens left in the run's budget (at least 1)."""
+
+
+def cap_max_tokens(request: ModelRequest, output_left: int) -> ModelRequest:
+    """`request` with `max_tokens` within the output tokens left in the budget.
+
+    A request without `max_tokens` keeps the provider's default (a few thousand) unless less
+    than `SMALL_OUTPUT_LEFT` is left: asking for more than the budget would only overshoot it.
+    """
+    if request.max_tokens is None:
+        return (
+            request
+            if output_left >= SMALL_OUTPUT_LEFT
+            else replace(request, max_tokens=output_left)
+        )
+    if request.max_tokens <= output_left:
+        return request
+    return replace(request, max_tokens=output_left)
 
 
 def _prepare(context: AppContext, run_id: str) -> _Prepared:
@@ -123,7 +144,8 @@ def _prepare(context: AppContext, run_id: str) -> _Prepared:
             raise ModelCallError("the agent's model endpoint no longer exists")
         spec = EndpointSpec(endpoint.provider, endpoint.model, endpoint.base_url, endpoint.script)
         key = context.secrets.get(session, model_endpoints.OWNER_KIND, endpoint.id, "api_key")
-        return _Prepared(spec, key, int(counted) - 1, seconds_left)
+        output_left = budget.output_tokens - run.output_tokens
+        return _Prepared(spec, key, int(counted) - 1, seconds_left, output_left)
 
 
 def _record_usage(context: AppContext, run_id: str, turn: ModelTurn) -> None:
@@ -170,6 +192,7 @@ async def _attempts(
     settings = context.settings
     provider = get_provider(prepared.spec.provider)
     deadline = time.monotonic() + prepared.seconds_left
+    request = cap_max_tokens(request, prepared.output_left)
     attempt = 1
     while True:
         left = deadline - time.monotonic()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from actana.protocol.payloads import Message, ModelRequest
 from tests.integration.gateway.conftest import answer
 
 
@@ -76,3 +77,27 @@ def test_the_deployment_defaults_apply_when_the_agent_sets_none(gateway_run, pla
     gateway_run.set_agent(max_model_calls=4)
     planned.plan = [answer()]
     assert gateway_run.call()[-1]["type"] == "turn", "an agent may raise the defaults"
+
+
+def test_a_calls_max_tokens_is_capped_at_the_output_tokens_left(gateway_run, planned):
+    gateway_run.set_agent(max_output_tokens=100, max_model_calls=10)
+    planned.plan = [answer(usage=(1, 60)), answer(), answer(), answer()]
+    gateway_run.call()
+    gateway_run.call()  # no max_tokens asked: 40 left is below a provider's default
+    gateway_run.call(_request(max_tokens=1000))
+    gateway_run.call(_request(max_tokens=10))
+    assert [a.call.request.max_tokens for a in planned.attempts] == [100, 40, 35, 10]
+
+
+def test_a_large_budget_leaves_max_tokens_alone(gateway_run, planned):
+    gateway_run.set_agent(max_output_tokens=1_000_000)
+    planned.plan = [answer(), answer()]
+    gateway_run.call()
+    gateway_run.call(_request(max_tokens=1000))
+    assert [a.call.request.max_tokens for a in planned.attempts] == [None, 1000]
+
+
+def _request(max_tokens: int | None) -> ModelRequest:
+    return ModelRequest(
+        system="s", messages=[Message(role="user", text="x")], max_tokens=max_tokens
+    )
