@@ -172,14 +172,21 @@ def test_a_real_provider_through_its_fake(tenant, provider):
     assert wrong[-12:] not in refusal.text
 
 
-def test_a_server_that_is_not_there(tenant):
+@pytest.mark.parametrize(
+    ("provider", "path", "says"),
+    [
+        ("anthropic", "", "could not reach the provider at 127.0.0.1:{port}"),
+        ("openai_compatible", "/v1", "could not reach the model server at http://127.0.0.1:{port}"),
+    ],
+)
+def test_a_server_that_is_not_there(tenant, provider, path, says):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     endpoint = _endpoint_on(
-        tenant, "anthropic", "claude-x", f"http://127.0.0.1:{port}", "sk-ant-" + "k" * 30
+        tenant, provider, "some-model", f"http://127.0.0.1:{port}{path}", "sk-" + "k" * 30
     )
     body = tenant.client.post(tenant.path(f"/model-endpoints/{endpoint}/test")).json()
     assert body["ok"] is False
     assert body["status"] is None
-    assert "could not reach" in body["error"], body
+    assert body["error"].startswith(says.format(port=port)), body

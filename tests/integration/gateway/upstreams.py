@@ -12,6 +12,7 @@ from typing import Any
 from tests.fakes import gemini_api
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.http import serve
+from tests.fakes.openai_api import FakeOpenAI
 
 
 @dataclass
@@ -70,6 +71,22 @@ def anthropic(key: str) -> Iterator[Upstream]:
 
 
 @contextmanager
+def openai(key: str) -> Iterator[Upstream]:
+    fake = FakeOpenAI(key)
+    with serve(fake.app) as url:
+        yield Upstream("openai", "gpt-x", fake, f"{url}/v1")
+
+
+@contextmanager
+def openai_compatible(key: str) -> Iterator[Upstream]:
+    # A server that checks a key, as a LiteLLM proxy does (the quirks of local servers, such as
+    # refusing stream_options, are tests/integration/providers/test_openai.py's business).
+    fake = FakeOpenAI(key, strict_max_tokens=False)
+    with serve(fake.app) as url:
+        yield Upstream("openai_compatible", "local-model", fake, f"{url}/v1")
+
+
+@contextmanager
 def gemini(key: str) -> Iterator[Upstream]:
     fake = gemini_api.FakeGemini(api_key=key, models=("gemini-x",))
     with serve(fake) as url:
@@ -79,11 +96,18 @@ def gemini(key: str) -> Iterator[Upstream]:
 UPSTREAMS: dict[str, Callable[[str], AbstractContextManager[Upstream]]] = {
     "anthropic": anthropic,
     "gemini": gemini,
+    "openai": openai,
+    "openai_compatible": openai_compatible,
 }
 """Provider name -> a context manager serving its fake for a given key."""
 
 
 def key_for(provider: str, unique: str) -> str:
     """A key of the provider's usual shape that holds `unique`."""
-    prefix = {"anthropic": "sk-ant-api03-", "openai": "sk-proj-", "gemini": "AIza"}[provider]
+    prefix = {
+        "anthropic": "sk-ant-api03-",
+        "openai": "sk-proj-",
+        "openai_compatible": "sk-litellm-",
+        "gemini": "AIza",
+    }[provider]
     return prefix + unique
