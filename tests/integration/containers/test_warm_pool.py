@@ -34,16 +34,21 @@ def pooled(context, sandbox_image: str) -> Iterator[tuple[ContainerRunner, LiveS
         server.stop()
 
 
-def _ours(docker_client, context) -> list[Any]:
+def _ours(docker_client, context) -> list[dict[str, Any]]:
+    # One listing call: the SDK's high-level list() inspects each container afterwards and
+    # fails on one removed in between.
     scope = context.docker_backend.scope
-    return docker_client.containers.list(all=True, filters={"label": f"{LABEL}={scope}"})
+    return docker_client.api.containers(all=True, filters={"label": f"{LABEL}={scope}"})
 
 
-def _warm(docker_client, context) -> dict[str, Any]:
+def _warm(docker_client, context) -> dict[str, dict[str, Any]]:
+    """Started containers given to no run yet (a taken one is renamed after its run)."""
     return {
-        c.id: c
+        c["Id"]: c
         for c in _ours(docker_client, context)
-        if c.labels.get(LABEL_RUN) == "" and c.status == "running"
+        if c["Labels"].get(LABEL_RUN) == ""
+        and c["State"] == "running"
+        and not any(name.startswith("/actana-run") for name in c["Names"])
     }
 
 
@@ -54,12 +59,12 @@ def test_runs_take_warm_containers_once_and_the_pool_refills(pooled, docker_clie
         30,
         f"{POOL} warm containers",
     )
-    for container in first.values():
-        config = container.attrs["Config"]
-        baked = " ".join(config["Env"] + config["Cmd"] + list(container.labels.values()))
+    for container_id in first:
+        config = docker_client.api.inspect_container(container_id)["Config"]
+        baked = " ".join(config["Env"] + config["Cmd"] + list(config["Labels"].values()))
         assert "OTP" not in baked, f"a warm container holds a token: {baked}"
         assert "otp_" not in baked, f"a warm container holds a token: {baked}"
-        assert container.labels[LABEL_WORKER], "a warm container must name its worker"
+        assert config["Labels"][LABEL_WORKER], "a warm container must name its worker"
 
     agent = runner.agent([{"tool_calls": [{"name": "bash", "args": {"command": "echo hi"}}]},
                           {"text": "done"}])  # fmt: skip
@@ -70,7 +75,7 @@ def test_runs_take_warm_containers_once_and_the_pool_refills(pooled, docker_clie
         final = runner.wait(run["id"])
         assert final["status"] == "succeeded", final
         assert final["sandbox_backend"] == "docker"
-        taken = before - set(c.id for c in _ours(docker_client, context))
+        taken = before - {c["Id"] for c in _ours(docker_client, context)}
         assert len(taken) == 1, (
             f"the run should have used (and removed) one warm container: {taken}"
         )
