@@ -135,6 +135,12 @@ class ModelTurn:
     text: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     stop_reason: str = "end_turn"
+    """Why the model stopped, in the vocabulary the providers share: `end_turn` (it answered),
+    `tool_use` (it made tool calls; a provider says so whenever the turn holds any), `max_tokens`
+    (the output limit, or Anthropic's full context window, cut it short), `refusal` (the model or
+    the provider's safety filter declined), `pause_turn` (Anthropic paused a long turn to be
+    continued). Any other value is the provider's own reason, lower case, passed on unchanged:
+    OpenAI's `content_filter`, or a Gemini `finishReason` such as `language`."""
     usage: Usage = field(default_factory=Usage)
 
 

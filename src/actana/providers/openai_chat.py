@@ -13,11 +13,12 @@ The two providers differ only in details, each a deliberate choice:
 - Neither reads the server's environment: the base URL is always explicit, and `OPENAI_ORG_ID`
   or `OPENAI_PROJECT_ID` of the operator never travels to a third-party server.
 
-Tool-call arguments that are not a JSON object are not a failed call: the tool call goes to the
-runtime with the raw text under `INVALID_ARGUMENTS`, so that the tool refuses it and the model
-reads why, and can try again. Errors become `ModelCallError`s whose messages never carry key
-material: the upstream's text for a refused key (OpenAI echoes part of the key) is dropped, and
-any other upstream text is scrubbed of the key and of masked key forms.
+This module is the providers themselves: the SDK client, the streamed call and its deadline, and
+the errors. Errors become `ModelCallError`s whose messages never carry key material: the
+upstream's text for a refused key (OpenAI echoes part of the key) is dropped, and any other
+upstream text is scrubbed of the key and of masked key forms. The request is built in
+`openai_translate`, the streamed answer assembled into a turn in `openai_stream` (where tool-call
+arguments that are not a JSON object go to the tool under `INVALID_ARGUMENTS`, to be refused).
 """
 
 from __future__ import annotations
@@ -27,215 +28,25 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from actana.protocol.events import Usage
-from actana.protocol.payloads import (
-    GatewayDelta,
-    Message,
-    ModelRequest,
-    ModelTurn,
-    ToolCall,
-    ToolSchema,
-)
+from actana.protocol.payloads import GatewayDelta, ModelTurn
 from actana.providers.base import ModelCallError, ModelProvider, ProviderCall, model_provider
+from actana.providers.openai_stream import INVALID_ARGUMENTS as INVALID_ARGUMENTS  # re-exported
+from actana.providers.openai_stream import TurnAssembler
+from actana.providers.openai_translate import TOOL_ERROR_PREFIX as TOOL_ERROR_PREFIX  # re-exported
+from actana.providers.openai_translate import Flavor, request_params
 from actana.providers.redact import REDACTED, redact
 
 if TYPE_CHECKING:
     from openai import APIStatusError, AsyncOpenAI
-    from openai.types.chat import ChatCompletionChunk
-
-Flavor = Literal["openai", "openai_compatible"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-INVALID_ARGUMENTS = "arguments_not_valid_json"
-"""The only argument of a tool call whose arguments were not a JSON object: the raw text. The
-tool refuses it as an unknown argument, which tells the model what went wrong."""
-TOOL_ERROR_PREFIX = "ERROR: the tool call failed.\n"
-"""Starts the content of a `tool` message whose call failed (Chat Completions has no error flag)."""
-
-FINISH_REASONS = {
-    "stop": "end_turn",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "length": "max_tokens",
-    "content_filter": "content_filter",
-}
 _RETRYABLE_STATUSES = {408, 409, 429}
 _MESSAGE_CAP = 300
 _MASKED = re.compile(r"\S*\*{4,}\S*|\bsk-[A-Za-z0-9_-]{8,}")
-
-
-# --- Request: provider-neutral -> Chat Completions --------------------------------------------
-
-
-def to_openai_messages(request: ModelRequest) -> list[dict[str, Any]]:
-    """The conversation as Chat Completions messages, the system prompt first."""
-    messages: list[dict[str, Any]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    messages.extend(_message(m) for m in request.messages)
-    return messages
-
-
-def _message(message: Message) -> dict[str, Any]:
-    if message.role == "user":
-        return {"role": "user", "content": message.text or ""}
-    if message.role == "tool":
-        text = message.text or ""
-        return {
-            "role": "tool",
-            "tool_call_id": message.tool_call_id or "",
-            "content": TOOL_ERROR_PREFIX + text if message.is_error else text,
-        }
-    out: dict[str, Any] = {"role": "assistant"}
-    if message.tool_calls:
-        out["content"] = message.text or None
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": json.dumps(call.args)},
-            }
-            for call in message.tool_calls
-        ]
-    else:
-        out["content"] = message.text or ""
-    return out
-
-
-def to_openai_tools(tools: list[ToolSchema]) -> list[dict[str, Any]]:
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-            },
-        }
-        for tool in tools
-    ]
-
-
-def request_params(
-    flavor: Flavor, model: str, request: ModelRequest, *, stream_options: bool = True
-) -> dict[str, Any]:
-    """The keyword arguments of `chat.completions.create` for one streamed turn."""
-    params: dict[str, Any] = {
-        "model": model,
-        "messages": to_openai_messages(request),
-        "stream": True,
-    }
-    if stream_options:
-        params["stream_options"] = {"include_usage": True}
-    if request.tools:  # the API refuses an empty list
-        params["tools"] = to_openai_tools(request.tools)
-    if request.max_tokens is not None:
-        name = "max_completion_tokens" if flavor == "openai" else "max_tokens"
-        params[name] = request.max_tokens
-    return params
-
-
-# --- Answer: streamed chunks -> one ModelTurn ------------------------------------------------
-
-
-def parse_arguments(raw: str) -> dict[str, Any]:
-    """A tool call's arguments; anything but a JSON object is kept, raw, under
-    `INVALID_ARGUMENTS` so that the model learns about it from the tool's refusal."""
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {INVALID_ARGUMENTS: raw}
-    return value if isinstance(value, dict) else {INVALID_ARGUMENTS: raw}
-
-
-@dataclass
-class _PartialCall:
-    id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-
-
-@dataclass
-class TurnAssembler:
-    """Builds one `ModelTurn` from a stream of chunks: text, tool calls joined by their index,
-    the finish reason and the usage of the last chunk."""
-
-    turn_index: int = 0
-    text: list[str] = field(default_factory=list)
-    calls: dict[int, _PartialCall] = field(default_factory=dict)
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    started: bool = False
-
-    def feed(self, chunk: ChatCompletionChunk) -> str:
-        """Take one chunk in; return its text (maybe empty) to stream on."""
-        self.started = True
-        if chunk.usage is not None:
-            self.usage = Usage(
-                input_tokens=chunk.usage.prompt_tokens or 0,
-                output_tokens=chunk.usage.completion_tokens or 0,
-                model_calls=1,
-            )
-        new_text = ""
-        for choice in chunk.choices or []:
-            if choice.index not in (0, None):
-                continue  # we ask for one choice; ignore any other
-            delta = choice.delta
-            if delta is not None:
-                new_text = (delta.content or "") + (getattr(delta, "refusal", None) or "")
-                for position, piece in enumerate(delta.tool_calls or []):
-                    self._tool_call(position, piece)
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
-        if new_text:
-            self.text.append(new_text)
-        return new_text
-
-    def _tool_call(self, position: int, piece: Any) -> None:
-        # Servers that leave out the index (some OpenAI-compatible ones) send whole calls.
-        index = piece.index if isinstance(piece.index, int) else len(self.calls) + position
-        call = self.calls.setdefault(index, _PartialCall())
-        if piece.id and not call.id:
-            call.id = piece.id
-        function = piece.function
-        if function is not None:
-            if function.name and not call.name:
-                call.name = function.name
-            if function.arguments:
-                call.arguments.append(function.arguments)
-
-    def complete(self, *, strict: bool) -> bool:
-        """Whether the answer ended properly: with a finish reason (`strict`, as OpenAI always
-        sends one), or at least with something (lenient, for compatible servers)."""
-        if self.finish_reason is not None:
-            return True
-        return not strict and bool(self.text or self.calls)
-
-    def turn(self, prompt_chars: int) -> ModelTurn:
-        """The assembled turn; `prompt_chars` estimates the input when no usage came."""
-        tool_calls = [
-            ToolCall(
-                id=call.id or f"call_{self.turn_index}_{i}",
-                name=call.name,
-                args=parse_arguments("".join(call.arguments)),
-            )
-            for i, (_, call) in enumerate(sorted(self.calls.items()))
-        ]
-        text = "".join(self.text) or None
-        reason = FINISH_REASONS.get(self.finish_reason or "stop", self.finish_reason or "end_turn")
-        if tool_calls and reason == "end_turn":
-            reason = "tool_use"  # some compatible servers say "stop" after tool calls
-        usage = self.usage
-        if usage is None:
-            output_chars = len(text or "") + len(json.dumps([asdict(c) for c in tool_calls]))
-            usage = Usage(prompt_chars // 4 + 1, output_chars // 4 + 1, model_calls=1)
-        return ModelTurn(text=text, tool_calls=tool_calls, stop_reason=reason, usage=usage)
 
 
 # --- Errors -----------------------------------------------------------------------------------

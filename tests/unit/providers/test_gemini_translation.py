@@ -17,13 +17,15 @@ from actana.providers.base import EndpointSpec, ModelCallError, ProviderCall
 from actana.providers.gemini_genai import (
     API_VERSION,
     DEFAULT_BASE_URL,
-    SKIP_SIGNATURE,
-    TurnBuilder,
     _options,
     api_error,
     call_error,
+)
+from actana.providers.gemini_schema import gemini_schema
+from actana.providers.gemini_translate import (
+    SKIP_SIGNATURE,
+    TurnBuilder,
     function_declarations,
-    gemini_schema,
     to_config,
     to_contents,
 )

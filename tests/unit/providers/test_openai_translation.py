@@ -12,15 +12,11 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from actana.protocol.payloads import Message, ModelRequest, ToolCall, ToolSchema
-from actana.providers.openai_chat import (
-    INVALID_ARGUMENTS,
+from actana.providers.openai_chat import map_error, retry_after, scrub
+from actana.providers.openai_stream import INVALID_ARGUMENTS, TurnAssembler, parse_arguments
+from actana.providers.openai_translate import (
     TOOL_ERROR_PREFIX,
-    TurnAssembler,
-    map_error,
-    parse_arguments,
     request_params,
-    retry_after,
-    scrub,
     to_openai_messages,
     to_openai_tools,
 )
