@@ -19,15 +19,22 @@ from typing import Any
 
 import pytest
 
-from actana.protocol.payloads import GatewayDelta, Message, ModelRequest, ModelTurn
-from actana.providers.base import EndpointSpec, ModelCallError, ProviderCall, get_provider
-from tests.conftest import make_tenant
+from actana.protocol.payloads import GatewayDelta, ModelTurn
+from actana.providers.base import ModelCallError, ProviderCall, get_provider
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.http import serve
+from tests.integration.providers.conftest import (
+    SYSTEM,
+    call_provider,
+    endpoint_agent,
+    provider_call,
+    provider_error,
+    run_to_end,
+    where_the_key_shows,
+)
 from tests.integration.runs.conftest import Runner, finished_steps, step_pairs
 
 MODEL = "claude-x"
-SYSTEM = "You are a careful agent."
 
 
 @pytest.fixture
@@ -46,45 +53,9 @@ def upstream(fake: FakeAnthropic) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def runner(context: Any, worker_server: Any) -> Iterator[Runner]:
-    tenant = make_tenant(context, worker_server, "anthropic")
-    yield Runner(context, tenant)
-    tenant.client.close()
-
-
-def anthropic_agent(runner: Runner, base_url: str, key: str, model: str = MODEL) -> str:
-    """A native agent on an anthropic endpoint with this key, model and base URL."""
-    t = runner.tenant
-    name = f"claude{len(t.client.get(t.path('/agents')).json()['items'])}"
-    ep = t.client.post(
-        t.path("/model-endpoints"),
-        json={
-            "name": f"{name}-model",
-            "provider": "anthropic",
-            "model": model,
-            "api_key": key,
-            "base_url": base_url,
-        },
-    )
-    assert ep.status_code == 201, ep.text
-    body = {
-        "name": name,
-        "model_endpoint_id": ep.json()["id"],
-        "sandbox_flavor": "native",
-        "system_prompt": SYSTEM,
-    }
-    r = t.client.post(t.path("/agents"), json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def run_to_end(
-    runner: Runner, agent: str, prompt: str = "go"
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    run = runner.start(agent, prompt)
-    final = runner.wait(run["id"])
-    return final, runner.stored(final)
+def anthropic_agent(runner: Runner, base_url: str, key: str) -> str:
+    """A native agent on an anthropic endpoint with this key and base URL."""
+    return endpoint_agent(runner, "anthropic", base_url, key, MODEL)
 
 
 def assert_upstream_saw_only_the_endpoint(fake: FakeAnthropic, key: str, calls: int) -> None:
@@ -235,52 +206,20 @@ def test_a_refused_key_fails_the_run_with_help_and_no_key(runner, key, caplog):
     assert lines[-1]["code"] == "model_error"
     assert other.keys_seen() == {key}  # the upstream got the key, in the request only
 
-    t = runner.tenant
-    seen = {
-        "stream.jsonl": (runner.run_dir(final) / "stream.jsonl").read_text(),
-        "run": json.dumps(final),
-    }
-    for name in ("result.json", "steps.json", "stream.jsonl"):
-        response = t.client.get(t.path(f"/runs/{final['id']}/{name}"))
-        assert response.status_code == 200, (name, response.text)
-        seen[f"GET {name}"] = response.text
-    for path in runner.run_dir(final).rglob("*"):
-        if path.is_file():
-            seen[str(path)] = path.read_bytes().decode(errors="replace")
-    seen["server log"] = caplog.text
     assert "refused the API key" in caplog.text
-    assert [where for where, text in seen.items() if key in text or key[-16:] in text] == []
+    assert where_the_key_shows(runner, final, key, caplog.text) == []
 
 
 # --- The provider alone: failures a run would only show as its error message ----------------
 
 
-def provider_call(base_url: str, timeout_sec: float = 30.0) -> ProviderCall:
-    return ProviderCall(
-        endpoint=EndpointSpec("anthropic", MODEL, base_url, None),
-        request=ModelRequest(system="", messages=[Message(role="user", text="hi")]),
-        turn_index=0,
-        timeout_sec=timeout_sec,
-    )
-
-
-def call_provider(call: ProviderCall, key: str) -> list[GatewayDelta | ModelTurn]:
-    async def collect() -> list[GatewayDelta | ModelTurn]:
-        return [item async for item in get_provider("anthropic").turn(call, key)]
-
-    return asyncio.run(collect())
-
-
-def provider_error(call: ProviderCall, key: str) -> ModelCallError:
-    with pytest.raises(ModelCallError) as info:
-        call_provider(call, key)
-    assert key not in info.value.message
-    return info.value
+def anthropic_call(base_url: str, timeout_sec: float = 30.0) -> ProviderCall:
+    return provider_call("anthropic", MODEL, base_url, timeout_sec)
 
 
 def test_provider_streams_then_turns(fake, upstream, key):
     fake.reply(text="hello world", tool_calls=[("bash", {"command": "ls -la"})], usage=(3, 4))
-    items = call_provider(provider_call(upstream), key)
+    items = call_provider("anthropic", anthropic_call(upstream), key)
     *deltas, turn = items
     assert all(isinstance(d, GatewayDelta) for d in deltas)
     assert "".join(d.text for d in deltas if isinstance(d, GatewayDelta)) == "hello world"
@@ -296,14 +235,14 @@ def test_provider_streams_then_turns(fake, upstream, key):
 def test_provider_unknown_model(key):
     fake = FakeAnthropic(api_key=key, models={"claude-real"})
     with serve(fake.app) as url:
-        error = provider_error(provider_call(url), key)
+        error = provider_error("anthropic", anthropic_call(url), key)
     assert "does not know the model 'claude-x'" in error.message
     assert (error.status, error.retryable) == (404, False)
 
 
 def test_provider_context_too_long(fake, upstream, key):
     fake.fail(400, "prompt is too long: 250000 tokens > 200000 maximum")
-    error = provider_error(provider_call(upstream), key)
+    error = provider_error("anthropic", anthropic_call(upstream), key)
     assert "too long for the model's context" in error.message
     assert (error.status, error.retryable) == (400, False)
 
@@ -311,14 +250,14 @@ def test_provider_context_too_long(fake, upstream, key):
 @pytest.mark.parametrize(("status", "words"), [(500, "failed"), (529, "overloaded")])
 def test_provider_server_errors_are_retryable(fake, upstream, key, status, words):
     fake.fail(status)
-    error = provider_error(provider_call(upstream), key)
+    error = provider_error("anthropic", anthropic_call(upstream), key)
     assert words in error.message
     assert (error.status, error.retryable) == (status, True)
 
 
 def test_provider_rate_limit_carries_retry_after(fake, upstream, key):
     fake.fail(429, retry_after="17")
-    error = provider_error(provider_call(upstream), key)
+    error = provider_error("anthropic", anthropic_call(upstream), key)
     assert "rate limited" in error.message
     assert (error.status, error.retryable, error.retry_after) == (429, True, 17.0)
 
@@ -327,14 +266,14 @@ def test_provider_unreachable(key):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    error = provider_error(provider_call(f"http://127.0.0.1:{port}"), key)
+    error = provider_error("anthropic", anthropic_call(f"http://127.0.0.1:{port}"), key)
     assert f"could not reach the provider at 127.0.0.1:{port}" in error.message
     assert error.retryable
 
 
 def test_provider_timeout(fake, upstream, key):
     fake.reply(text="too late", delay=3.0)
-    error = provider_error(provider_call(upstream, timeout_sec=0.5), key)
+    error = provider_error("anthropic", anthropic_call(upstream, timeout_sec=0.5), key)
     assert "did not answer within" in error.message
     assert error.retryable
 
@@ -344,7 +283,7 @@ def test_provider_connection_cut_mid_stream(fake, upstream, key):
     deltas: list[str] = []
 
     async def collect() -> None:
-        async for item in get_provider("anthropic").turn(provider_call(upstream), key):
+        async for item in get_provider("anthropic").turn(anthropic_call(upstream), key):
             assert isinstance(item, GatewayDelta)
             deltas.append(item.text)
 

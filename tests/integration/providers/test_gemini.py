@@ -9,8 +9,6 @@ tests call the provider alone, for failures a run would only show as one message
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import secrets
 import socket
@@ -19,15 +17,22 @@ from typing import Any
 
 import pytest
 
-from actana.protocol.payloads import GatewayDelta, Message, ModelRequest, ModelTurn
-from actana.providers.base import EndpointSpec, ModelCallError, ProviderCall, get_provider
-from tests.conftest import make_tenant
+from actana.protocol.payloads import GatewayDelta, ModelTurn
+from actana.providers.base import ProviderCall
 from tests.fakes.gemini_api import FakeGemini, fail, rate_limited, reply, server_error
 from tests.fakes.http import serve
+from tests.integration.providers.conftest import (
+    SYSTEM,
+    call_provider,
+    endpoint_agent,
+    provider_call,
+    provider_error,
+    run_to_end,
+    where_the_key_shows,
+)
 from tests.integration.runs.conftest import Runner, finished_steps
 
 MODEL = "gemini-x"
-SYSTEM = "You are a careful agent."
 
 
 @pytest.fixture
@@ -46,43 +51,9 @@ def upstream(fake: FakeGemini) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def runner(context: Any, worker_server: Any) -> Iterator[Runner]:
-    tenant = make_tenant(context, worker_server, "gemini")
-    yield Runner(context, tenant)
-    tenant.client.close()
-
-
 def gemini_agent(runner: Runner, base_url: str, key: str, model: str = MODEL) -> str:
     """A native agent on a gemini endpoint with this key, model and base URL."""
-    t = runner.tenant
-    name = f"gemini{len(t.client.get(t.path('/agents')).json()['items'])}"
-    endpoint = {
-        "name": f"{name}-model",
-        "provider": "gemini",
-        "model": model,
-        "api_key": key,
-        "base_url": base_url,
-    }
-    ep = t.client.post(t.path("/model-endpoints"), json=endpoint)
-    assert ep.status_code == 201, ep.text
-    body = {
-        "name": name,
-        "model_endpoint_id": ep.json()["id"],
-        "sandbox_flavor": "native",
-        "system_prompt": SYSTEM,
-    }
-    r = t.client.post(t.path("/agents"), json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def run_to_end(
-    runner: Runner, agent: str, prompt: str = "go"
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    run = runner.start(agent, prompt)
-    final = runner.wait(run["id"])
-    return final, runner.stored(final)
+    return endpoint_agent(runner, "gemini", base_url, key, model)
 
 
 def assert_upstream_saw_only_the_endpoint(
@@ -245,54 +216,20 @@ def test_a_refused_key_fails_the_run_with_help_and_no_key(runner, key, caplog):
     assert [r.headers["x-goog-api-key"] for r in other.requests] == [key]  # and not retried
     assert other.requests[0].model == MODEL
 
-    t = runner.tenant
-    seen = {
-        "stream.jsonl": (runner.run_dir(final) / "stream.jsonl").read_text(),
-        "run": json.dumps(final),
-    }
-    for name in ("result.json", "steps.json", "stream.jsonl"):
-        response = t.client.get(t.path(f"/runs/{final['id']}/{name}"))
-        assert response.status_code == 200, (name, response.text)
-        seen[f"GET {name}"] = response.text
-    for path in runner.run_dir(final).rglob("*"):
-        if path.is_file():
-            seen[str(path)] = path.read_bytes().decode(errors="replace")
-    seen["server log"] = caplog.text
     assert "refused the endpoint's API key" in caplog.text
-    assert [where for where, text in seen.items() if key in text or key[-16:] in text] == []
+    assert where_the_key_shows(runner, final, key, caplog.text) == []
 
 
 # --- The provider alone: failures a run would only show as its error message ----------------
 
 
-def provider_call(
-    base_url: str, model: str = MODEL, timeout_sec: float = 30.0, turn_index: int = 0
-) -> ProviderCall:
-    return ProviderCall(
-        endpoint=EndpointSpec("gemini", model, base_url, None),
-        request=ModelRequest(system="", messages=[Message(role="user", text="hi")]),
-        turn_index=turn_index,
-        timeout_sec=timeout_sec,
-    )
-
-
-def call_provider(call: ProviderCall, key: str) -> list[GatewayDelta | ModelTurn]:
-    async def collect() -> list[GatewayDelta | ModelTurn]:
-        return [item async for item in get_provider("gemini").turn(call, key)]
-
-    return asyncio.run(collect())
-
-
-def provider_error(call: ProviderCall, key: str) -> ModelCallError:
-    with pytest.raises(ModelCallError) as info:
-        call_provider(call, key)
-    assert key not in info.value.message
-    return info.value
+def gemini_call(base_url: str, timeout_sec: float = 30.0, turn_index: int = 0) -> ProviderCall:
+    return provider_call("gemini", MODEL, base_url, timeout_sec, turn_index=turn_index)
 
 
 def test_provider_streams_then_turns(fake, upstream, key):
     fake.plan(reply("hello world", calls=[("bash", {"command": "ls -la"})], usage=(3, 4)))
-    *deltas, turn = call_provider(provider_call(upstream, turn_index=5), key)
+    *deltas, turn = call_provider("gemini", gemini_call(upstream, turn_index=5), key)
     assert all(isinstance(d, GatewayDelta) for d in deltas)
     assert "".join(d.text for d in deltas if isinstance(d, GatewayDelta)) == "hello world"
     assert isinstance(turn, ModelTurn)
@@ -311,7 +248,7 @@ def test_provider_streams_then_turns(fake, upstream, key):
 def test_provider_unknown_model(key):
     fake = FakeGemini(api_key=key, models=("gemini-real",))
     with serve(fake) as url:
-        error = provider_error(provider_call(url), key)
+        error = provider_error("gemini", gemini_call(url), key)
     assert "does not know the model 'gemini-x'" in error.message
     assert (error.status, error.retryable) == (404, False)
 
@@ -324,7 +261,7 @@ def test_provider_context_too_long(fake, upstream, key):
             "(1048576).",
         )
     )
-    error = provider_error(provider_call(upstream), key)
+    error = provider_error("gemini", gemini_call(upstream), key)
     assert error.message.startswith("the conversation is too long for the model's context")
     assert (error.status, error.retryable) == (400, False)
 
@@ -332,7 +269,7 @@ def test_provider_context_too_long(fake, upstream, key):
 @pytest.mark.parametrize("planned", [server_error(500), server_error(503)])
 def test_provider_server_errors_are_retryable(fake, upstream, key, planned):
     fake.plan(planned)
-    error = provider_error(provider_call(upstream), key)
+    error = provider_error("gemini", gemini_call(upstream), key)
     assert "Gemini failed" in error.message
     assert (error.status, error.retryable) == (planned.status, True)
     assert len(fake.requests) == 1  # the SDK did not retry on its own
@@ -340,7 +277,7 @@ def test_provider_server_errors_are_retryable(fake, upstream, key, planned):
 
 def test_provider_rate_limit_carries_googles_retry_delay(fake, upstream, key):
     fake.plan(rate_limited(retry_delay="17s"))
-    error = provider_error(provider_call(upstream), key)
+    error = provider_error("gemini", gemini_call(upstream), key)
     assert "rate-limited" in error.message
     assert (error.status, error.retryable, error.retry_after) == (429, True, 17.0)
     assert len(fake.requests) == 1
@@ -348,7 +285,7 @@ def test_provider_rate_limit_carries_googles_retry_delay(fake, upstream, key):
 
 def test_provider_blocked_prompt(fake, upstream, key):
     fake.plan(reply(block_reason="SAFETY"))
-    error = provider_error(provider_call(upstream), key)
+    error = provider_error("gemini", gemini_call(upstream), key)
     assert "blocked the prompt" in error.message
     assert not error.retryable
 
@@ -357,12 +294,12 @@ def test_provider_unreachable(key):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    error = provider_error(provider_call(f"http://127.0.0.1:{port}"), key)
+    error = provider_error("gemini", gemini_call(f"http://127.0.0.1:{port}"), key)
     assert f"could not talk to Gemini at 127.0.0.1:{port}" in error.message
     assert error.retryable
 
 
 def test_provider_stays_within_the_time_budget(fake, upstream, key):
     fake.plan(reply("too late", delay=3.0))
-    error = provider_error(provider_call(upstream, timeout_sec=0.5), key)
+    error = provider_error("gemini", gemini_call(upstream, timeout_sec=0.5), key)
     assert "did not finish within the 0.5 s left to the run" in error.message

@@ -18,22 +18,15 @@ from typing import Any
 import anyio
 import pytest
 
-from actana.protocol.payloads import GatewayDelta, Message, ModelRequest, ModelTurn
-from actana.providers.base import EndpointSpec, ModelCallError, ProviderCall, get_provider
+from actana.protocol.payloads import GatewayDelta, ModelTurn
+from actana.providers.base import ModelCallError, get_provider
 from actana.providers.openai_chat import INVALID_ARGUMENTS, TOOL_ERROR_PREFIX
-from tests.conftest import LiveServer, make_tenant
 from tests.fakes.http import serve
 from tests.fakes.openai_api import FakeOpenAI, Recorded
+from tests.integration.providers.conftest import endpoint_agent, provider_call
 from tests.integration.runs.conftest import Runner, finished_steps
 
 MODEL = "gpt-x"
-
-
-@pytest.fixture
-def runner(context: Any, worker_server: LiveServer) -> Iterator[Runner]:
-    tenant = make_tenant(context, worker_server, "openai")
-    yield Runner(context, tenant)
-    tenant.client.close()
 
 
 @dataclass
@@ -48,25 +41,14 @@ class Upstream:
 
     def agent(self, key: str | None = None, **fields: Any) -> str:
         """A native agent on an endpoint of this provider; `key` overrides the right one."""
-        t = self.runner.tenant
-        n = len(t.client.get(t.path("/model-endpoints")).json()["items"])
-        endpoint: dict[str, Any] = {
-            "name": f"{self.provider}-{n}",
-            "provider": self.provider,
-            "model": MODEL,
-            "base_url": self.base_url,
-            "api_key": key or self.key,
-        }
-        r = t.client.post(t.path("/model-endpoints"), json=endpoint)
-        assert r.status_code == 201, r.text
-        body = {
-            "name": f"agent-{n}",
-            "model_endpoint_id": r.json()["id"],
-            "sandbox_flavor": "native",
-        }
-        r = t.client.post(t.path("/agents"), json={**body, **fields})
-        assert r.status_code == 201, r.text
-        return str(r.json()["id"])
+        return endpoint_agent(
+            self.runner,
+            self.provider,
+            self.base_url,
+            key or self.key,
+            MODEL,
+            **{"system_prompt": None, **fields},  # no system prompt unless the test gives one
+        )
 
     def run(self, prompt: str = "go", **fields: Any) -> dict[str, Any]:
         """Start a run of a fresh agent and follow it to its end."""
@@ -267,17 +249,9 @@ def limited(runner: Runner) -> Iterator[Upstream]:
 
 def test_a_compatible_server_without_stream_options_or_usage(limited: Upstream) -> None:
     limited.fake.reply(tool_calls=[("bash", {"command": "echo hi"})]).reply(text="fine")
-    t = limited.runner.tenant
-    endpoint = {
-        "name": "local",
-        "provider": "openai_compatible",
-        "model": MODEL,
-        "base_url": limited.base_url,
-    }
-    r = t.client.post(t.path("/model-endpoints"), json=endpoint)
-    assert r.status_code == 201, r.text
-    body = {"name": "local-agent", "model_endpoint_id": r.json()["id"], "sandbox_flavor": "native"}
-    agent = t.client.post(t.path("/agents"), json=body).json()["id"]
+    agent = endpoint_agent(
+        limited.runner, "openai_compatible", limited.base_url, None, MODEL, system_prompt=None
+    )
     final = limited.runner.wait(limited.runner.start(agent)["id"])
     assert final["status"] == "succeeded", final["error"]
     assert final["message"] == "fine"
@@ -305,8 +279,7 @@ def _turn(
     flavor: str, base_url: str, key: str | None, model: str = MODEL
 ) -> tuple[list[GatewayDelta | ModelTurn], ModelCallError | None]:
     """Everything one provider call yields, and the error it ended with, if any."""
-    request = ModelRequest(system="s", messages=[Message(role="user", text="hi")])
-    call = ProviderCall(EndpointSpec(flavor, model, base_url, None), request, 0, timeout_sec=10)
+    call = provider_call(flavor, model, base_url, timeout_sec=10, system="s")
     items: list[GatewayDelta | ModelTurn] = []
 
     async def collect() -> ModelCallError | None:
