@@ -69,7 +69,12 @@ class Runner:
 
     def events(self, run_id: str, after: int = -1) -> Iterator[dict[str, Any]]:
         t = self.tenant
-        with t.client.stream("GET", t.path(f"/runs/{run_id}/events"), params={"after": after}) as r:
+        # Following a live run may be quiet for as long as a tool call takes: no read timeout
+        # (pytest-timeout still bounds the test).
+        follow = httpx.Timeout(30, read=None)
+        with t.client.stream(
+            "GET", t.path(f"/runs/{run_id}/events"), params={"after": after}, timeout=follow
+        ) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("application/x-ndjson")
             for line in r.iter_lines():
