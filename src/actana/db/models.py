@@ -293,6 +293,9 @@ class Run(Base):
     # No foreign key: a run outlives the agent it ran, and keeps its name for the record.
     agent_id: Mapped[str] = mapped_column(String(32), index=True)
     agent_name: Mapped[str] = mapped_column(String(100))
+    # The agent's model endpoint when the run was started: changing the agent later must not
+    # change the model of a run under way. (Null only for runs older than this column.)
+    model_endpoint_id: Mapped[str | None] = mapped_column(String(32), default=None)
     status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
     prompt: Mapped[str] = mapped_column(Text)
     flavor: Mapped[str] = mapped_column(String(16))

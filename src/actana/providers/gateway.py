@@ -139,7 +139,7 @@ def _prepare(context: AppContext, run_id: str) -> _Prepared:
                 f"the run used its budget of {budget.model_calls} model calls; "
                 "the agent's max_model_calls sets it"
             )
-        endpoint = session.get(ModelEndpoint, agent.model_endpoint_id)
+        endpoint = session.get(ModelEndpoint, run.model_endpoint_id or agent.model_endpoint_id)
         if endpoint is None:
             raise ModelCallError("the agent's model endpoint no longer exists")
         spec = EndpointSpec(endpoint.provider, endpoint.model, endpoint.base_url, endpoint.script)

@@ -158,7 +158,9 @@ class RunDriver:
                 agent = session.get(Agent, run.agent_id)
                 if agent is None:
                     raise PhaseFailed("sandbox_failed", "the agent was deleted before the run")
-                endpoint = session.get(ModelEndpoint, agent.model_endpoint_id)
+                endpoint = session.get(
+                    ModelEndpoint, run.model_endpoint_id or agent.model_endpoint_id
+                )
                 if endpoint is None:
                     raise PhaseFailed("sandbox_failed", "the agent's model endpoint is gone")
                 return f"agent {agent.name}, model {endpoint.provider}/{endpoint.model}"

@@ -62,7 +62,7 @@ def build_env(context: AppContext, session: Session, run: Run) -> EnvPayload:
 def build_config(context: AppContext, session: Session, run: Run) -> ConfigPayload:
     """The agent definition and limits, plus a fresh session token for model calls."""
     agent = _agent(session, run)
-    endpoint = session.get(ModelEndpoint, agent.model_endpoint_id)
+    endpoint = session.get(ModelEndpoint, run.model_endpoint_id or agent.model_endpoint_id)
     if endpoint is None:
         raise NotFoundError(f"the model endpoint of agent {agent.name} no longer exists")
     assert run.deadline_at is not None  # set when the sandbox started, before any redemption

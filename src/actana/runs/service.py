@@ -119,6 +119,7 @@ def create_run(
         workspace_id=workspace_id,
         agent_id=agent.id,
         agent_name=agent.name,
+        model_endpoint_id=agent.model_endpoint_id,
         prompt=prompt,
         flavor=agent.sandbox_flavor,
         timeout_sec=min(agent.timeout_sec or limit, limit),
