@@ -89,6 +89,9 @@ class ToolCall:
     id: str
     name: str
     args: dict[str, Any] = field(default_factory=dict)
+    signature: str | None = None
+    """Opaque provider data the conversation must carry back unchanged with this call (Gemini's
+    thought signature, base64); the runtime never reads it."""
 
 
 @dataclass

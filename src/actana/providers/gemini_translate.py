@@ -7,6 +7,8 @@ See `gemini_genai` for the conventions (roles, tool-call ids, thought signatures
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Any
@@ -17,6 +19,7 @@ from actana.providers.base import ModelCallError
 from actana.providers.gemini_schema import gemini_schema
 
 SKIP_SIGNATURE = b"skip_thought_signature_validator"
+MAX_SIGNATURE_CHARS = 64 * 1024
 """Google's documented stand-in for a thought signature the client could not keep."""
 
 _OWN_ID = re.compile(r"^call_\d+_\d+$")
@@ -40,6 +43,17 @@ def function_declarations(request: ModelRequest) -> list[dict[str, Any]]:
 # --- Requests ----------------------------------------------------------------------------------
 
 
+def _signature_bytes(signature: str | None) -> bytes | None:
+    """A kept thought signature as the SDK takes it; None when absent or not base64 (it came
+    back through the sandbox: a mangled one is replaced by the stand-in, not sent)."""
+    if not signature or len(signature) > MAX_SIGNATURE_CHARS:
+        return None
+    try:
+        return base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def to_contents(messages: list[Message]) -> list[dict[str, Any]]:
     """The conversation as Gemini `contents` (see the module docstring).
 
@@ -60,7 +74,10 @@ def to_contents(messages: list[Message]) -> list[dict[str, Any]]:
                 if not _OWN_ID.match(call.id):
                     function_call["id"] = call.id
                 part: dict[str, Any] = {"functionCall": function_call}
-                if i == 0:
+                signature = _signature_bytes(call.signature)
+                if signature is not None:
+                    part["thoughtSignature"] = signature  # the model's own, sent back as it came
+                elif i == 0:
                     part["thoughtSignature"] = SKIP_SIGNATURE
                 parts.append(part)
             if parts:  # an empty turn is only ever the last one, which is not sent back
@@ -158,11 +175,13 @@ class TurnBuilder:
             if isinstance(call, dict):
                 index = len(self.tool_calls)
                 args = call.get("args")
+                signature = part.get("thoughtSignature")
                 self.tool_calls.append(
                     ToolCall(
                         id=str(call.get("id") or f"call_{self.turn_index}_{index}"),
                         name=str(call.get("name") or ""),
                         args=args if isinstance(args, dict) else {},
+                        signature=signature if isinstance(signature, str) else None,
                     )
                 )
         self.text += added

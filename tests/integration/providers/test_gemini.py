@@ -19,7 +19,14 @@ import pytest
 
 from actana.protocol.payloads import GatewayDelta, ModelTurn
 from actana.providers.base import ProviderCall
-from tests.fakes.gemini_api import FakeGemini, fail, rate_limited, reply, server_error
+from tests.fakes.gemini_api import (
+    SIGNATURE,
+    FakeGemini,
+    fail,
+    rate_limited,
+    reply,
+    server_error,
+)
 from tests.fakes.http import serve
 from tests.integration.providers.conftest import (
     SYSTEM,
@@ -173,6 +180,11 @@ def test_a_gemini_3_model_gets_its_turns_signed(runner, fake, upstream, key):
     assert [c["role"] for c in last] == ["user", "model", "user", "model", "user"]
     signed = [["thoughtSignature" in p for p in last[i]["parts"]] for i in (1, 3)]
     assert signed == [[True], [True, False]]
+    # The model's own signatures went back (kept through the sandbox), not Google's stand-in.
+    sent = [
+        p["thoughtSignature"] for i in (1, 3) for p in last[i]["parts"] if "thoughtSignature" in p
+    ]
+    assert sent == [SIGNATURE, SIGNATURE]
 
 
 def test_a_streamed_answer_arrives_as_deltas_before_the_result(runner, fake, upstream, key):

@@ -405,3 +405,29 @@ def test_sdk_and_transport_failures_are_mapped():
     assert "30 s left" in budget.message
     garbage = call_error(errors.UnknownApiResponseError("not json"), call(), KEY)
     assert "base_url" in garbage.message
+
+
+@pytest.mark.parametrize(
+    ("kept", "sent"),
+    [
+        (base64.b64encode(b"the-model-signed-this").decode(), b"the-model-signed-this"),
+        (None, SKIP_SIGNATURE),
+        ("%%% not base64 %%%", SKIP_SIGNATURE),  # mangled on its way through the sandbox
+        ("QUJD" * 20_000, SKIP_SIGNATURE),  # oversized
+    ],
+)
+def test_a_kept_thought_signature_goes_back_and_a_bad_one_is_replaced(kept, sent):
+    calls = [
+        ToolCall(id="call_0_0", name="bash", args={}, signature=kept),
+        ToolCall(id="call_0_1", name="bash", args={}),
+    ]
+    messages = [
+        Message(role="user", text="go"),
+        Message(role="assistant", tool_calls=calls),
+        Message(role="tool", text="{}", tool_call_id="call_0_0"),
+        Message(role="tool", text="{}", tool_call_id="call_0_1"),
+    ]
+    model_turn = to_contents(messages)[1]
+    first, second = model_turn["parts"]
+    assert first["thoughtSignature"] == sent
+    assert "thoughtSignature" not in second
