@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from anyio import to_thread
 
 from actana.api.context import AppContext
 from actana.db.models import Agent, ModelEndpoint, Run, utcnow
-from actana.protocol.handover import RUNTIME_ARGV
 from actana.protocol.payloads import (
     ENV_CHANNEL,
     ENV_OTP_RUN,
@@ -240,9 +238,8 @@ class RunDriver:
     def _runtime_command(self) -> list[str]:
         if self.settings.runtime_command:
             return list(self.settings.runtime_command)
-        if self.backend is not None and self.backend.name == "docker":
-            return list(RUNTIME_ARGV)  # the image's launcher runs it in its warmed-up process
-        return [sys.executable, "-I", "-m", "actana.runtime"]
+        assert self.backend is not None  # container_creation runs only with a backend
+        return self.backend.runtime_command()
 
     def _copy_inputs(self, run: Run) -> None:
         """Put the run's input files into the sandbox's $WORKSPACE_DIR/assets/ (trusted side;

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -298,6 +299,11 @@ class SandboxBackend(ABC):
             SandboxSpecError: the spec cannot be honoured (e.g. command not reachable inside).
             SandboxExistsError: a sandbox for `spec.run_id` exists already.
         """
+
+    def runtime_command(self) -> list[str]:
+        """The argv that starts the in-sandbox runtime in this backend's sandboxes (by default
+        this very interpreter, which native sandboxes can reach)."""
+        return [sys.executable, "-I", "-m", "actana.runtime"]
 
     async def prepare(self, worker_id: str, limits: SandboxLimits) -> None:
         """Get ready for runs of `worker_id` with `limits` (e.g. warm containers); optional.

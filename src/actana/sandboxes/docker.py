@@ -26,6 +26,7 @@ import anyio
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
+from actana.protocol.handover import RUNTIME_ARGV
 from actana.protocol.payloads import ENV_CHANNEL
 from actana.sandboxes.base import (
     RUN_ID_PATTERN,
@@ -47,7 +48,6 @@ from actana.sandboxes.docker_config import (
     WORKSPACE,
     DockerOptions,
     container_request,
-    handover_rlimits,
     scope_of,
 )
 from actana.sandboxes.docker_image import inspect_image
@@ -119,8 +119,8 @@ class DockerSandboxBackend(SandboxBackend):
     def isolation(self, uid: int | None = None) -> str:
         return ISOLATION if uid is None else f"{ISOLATION}+uid({uid})"
 
-    def rlimits(self, limits: SandboxLimits) -> dict[str, int]:
-        return handover_rlimits(limits)
+    def runtime_command(self) -> list[str]:
+        return list(RUNTIME_ARGV)  # the image's launcher runs it in its warmed-up process
 
     # -- uids ---------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from docker.errors import APIError, NotFound
 
 from actana.protocol.handover import Handover
 from actana.sandboxes.base import Sandbox, SandboxSpec, workspace_relative
-from actana.sandboxes.docker_config import WORKSPACE
+from actana.sandboxes.docker_config import WORKSPACE, handover_rlimits
 from actana.sandboxes.docker_stream import AttachStream
 from actana.sandboxes.errors import (
     SandboxCleanupError,
@@ -126,7 +126,7 @@ class DockerSandbox(Sandbox):
             argv=list(self.spec.command),
             env=self._env,
             workdir=WORKSPACE,
-            rlimits=self._owner.rlimits(self.limits),
+            rlimits=handover_rlimits(self.limits),
         )
         yield handover.encode()
         with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:

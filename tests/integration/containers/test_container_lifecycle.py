@@ -35,9 +35,11 @@ from tests.integration.runs.conftest import (
     assert_well_formed,
     epoch_ms,
     phase_lines,
+    read_to_terminal,
     run_row,
     running_sleepers,
     sleepers_script,
+    until_step_running,
 )
 
 TIMEOUT_SEC = 2
@@ -91,21 +93,6 @@ def _the_container(docker_client: Any, run_id: str) -> dict[str, Any]:
     return dict(found[0])
 
 
-def _until_step_running(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]) -> None:
-    for line in lines:
-        seen.append(line)
-        if line["type"] == "step" and line["status"] == "running" and line["name"] == "bash":
-            return
-        assert line["type"] not in ("result", "error"), f"run ended before its step: {line}"
-    raise AssertionError("the events stream closed before the bash step started")
-
-
-def _rest(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]) -> dict[str, Any]:
-    seen.extend(lines)
-    assert seen[-1]["type"] in ("result", "error"), f"no terminal line: {seen[-1]}"
-    return seen[-1]
-
-
 def _check_stream(runner: Runner, run: dict[str, Any], seen: list[dict[str, Any]]) -> None:
     stored = runner.stored(run)
     assert seen == stored, "the live lines differ from the stored stream"
@@ -123,7 +110,7 @@ def _start_long_run(
     run = runner.start(agent)
     lines = runner.events(run["id"])
     seen: list[dict[str, Any]] = []
-    _until_step_running(lines, seen)
+    until_step_running(lines, seen)
     container = _the_container(docker_client, run["id"])
     watch = ContainerWatch(docker_client.api, container["Id"])
     watch.start()
@@ -138,7 +125,7 @@ def test_timeout_removes_the_container_within_a_second_of_the_deadline(
     marker = f"actana-ctimeout-{secrets.token_hex(8)}"
     run, lines, seen, watch = _start_long_run(container_runner, docker_client, marker, TIMEOUT_SEC)
 
-    terminal = _rest(lines, seen)
+    terminal = read_to_terminal(lines, seen)
     assert _run_containers(docker_client, run["id"]) == [], "terminal line before the removal"
     gone = watch.gone()
     assert_no_process_left(marker, within=0.2)
@@ -178,7 +165,7 @@ def test_cancel_removes_the_container_within_a_second_of_the_request(
     assert response.status_code == 200, response.text
     assert response.json()["cancel_requested"] is True
 
-    terminal = _rest(lines, seen)
+    terminal = read_to_terminal(lines, seen)
     assert _run_containers(docker_client, run["id"]) == [], "terminal line before the removal"
     gone = watch.gone()
     assert_no_process_left(marker, within=0.2)

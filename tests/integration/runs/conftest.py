@@ -325,3 +325,22 @@ def leaked_tokens(text: str, hashes: set[str]) -> list[str]:
             if hashlib.sha256(window.encode()).hexdigest() in hashes:
                 leaked.append(window)
     return leaked
+
+
+def until_step_running(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]) -> None:
+    """Read (into `seen`) until the bash step is running; fail if the run ends first."""
+    for line in lines:
+        seen.append(line)
+        if line["type"] == "step" and line["status"] == "running" and line["name"] == "bash":
+            return
+        assert line["type"] not in ("result", "error"), f"run ended before its step: {line}"
+    raise AssertionError("the events stream closed before the bash step started")
+
+
+def read_to_terminal(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]) -> dict[str, Any]:
+    """Read the rest (into `seen`): the terminal line must be last; return it."""
+    seen.extend(lines)
+    assert seen[-1]["type"] in ("result", "error"), (
+        f"stream closed without a terminal line: {seen[-1]}"
+    )
+    return seen[-1]

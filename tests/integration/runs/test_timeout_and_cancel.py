@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from actana.runs.chain import verify_run_dir
@@ -20,30 +19,14 @@ from tests.integration.runs.conftest import (
     assert_no_process_left,
     assert_well_formed,
     epoch_ms,
+    read_to_terminal,
     run_row,
     running_sleepers,
     sleepers_script,
+    until_step_running,
 )
 
 TIMEOUT_SEC = 2
-
-
-def _until_step_running(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]) -> None:
-    for line in lines:
-        seen.append(line)
-        if line["type"] == "step" and line["status"] == "running" and line["name"] == "bash":
-            return
-        assert line["type"] not in ("result", "error"), f"run ended before its step: {line}"
-    raise AssertionError("the events stream closed before the bash step started")
-
-
-def _rest(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]) -> dict[str, Any]:
-    """Read to the terminal line (which must close the stream) and return it."""
-    seen.extend(lines)
-    assert seen[-1]["type"] in ("result", "error"), (
-        f"stream closed without a terminal line: {seen[-1]}"
-    )
-    return seen[-1]
 
 
 def _check_stream(runner: Runner, run: dict[str, Any], seen: list[dict[str, Any]]) -> None:
@@ -60,10 +43,10 @@ def test_timeout_ends_the_run_at_its_deadline_and_kills_every_process(runner):
     run = runner.start(agent)
     lines = runner.events(run["id"])
     seen: list[dict[str, Any]] = []
-    _until_step_running(lines, seen)
+    until_step_running(lines, seen)
     assert len(running_sleepers(marker)) == 3
 
-    terminal = _rest(lines, seen)
+    terminal = read_to_terminal(lines, seen)
     assert_no_process_left(marker, within=1.0)
     assert terminal["type"] == "error", terminal
     assert terminal["code"] == "timeout", terminal
@@ -93,7 +76,7 @@ def test_cancel_of_a_running_run_ends_it_within_a_second(runner):
     run = runner.start(agent)
     lines = runner.events(run["id"])
     seen: list[dict[str, Any]] = []
-    _until_step_running(lines, seen)
+    until_step_running(lines, seen)
     assert len(running_sleepers(marker)) == 3
 
     t = runner.tenant
@@ -102,7 +85,7 @@ def test_cancel_of_a_running_run_ends_it_within_a_second(runner):
     assert response.status_code == 200, response.text
     assert response.json()["cancel_requested"] is True
 
-    terminal = _rest(lines, seen)
+    terminal = read_to_terminal(lines, seen)
     assert_no_process_left(marker, within=1.0)
     assert terminal["type"] == "error", terminal
     assert terminal["code"] == "cancelled", terminal

@@ -162,3 +162,38 @@ def test_async_with_removes_even_on_error() -> None:
     with pytest.raises(RuntimeError):
         anyio.run(main)
     assert sandbox.removed
+
+
+def _sandbox_on(workspace: Path) -> ScriptedSandbox:
+    sandbox = ScriptedSandbox([], SandboxLimits())
+    sandbox.workspace = workspace
+    return sandbox
+
+
+def test_the_trusted_side_writes_and_reads_inside_the_workspace(tmp_path: Path) -> None:
+    sandbox = _sandbox_on(tmp_path)
+    (tmp_path / "sub").mkdir()
+    anyio.run(sandbox.write_file, "sub/go", b"x")
+    assert (tmp_path / "sub" / "go").read_bytes() == b"x"
+    assert anyio.run(sandbox.read_file, "sub/go") == b"x"
+
+
+@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "a/../../escape", ""])
+def test_paths_that_leave_the_workspace_are_refused(tmp_path: Path, path: str) -> None:
+    with pytest.raises(SandboxSpecError):
+        anyio.run(_sandbox_on(tmp_path / "ws").write_file, path, b"x")
+
+
+def test_a_symlink_planted_by_the_sandbox_does_not_redirect_a_write(tmp_path: Path) -> None:
+    # The sandbox owns its workspace: a file or folder there may be a link to anywhere.
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    workspace.mkdir()
+    outside.mkdir()
+    (workspace / "go").symlink_to(outside / "target")
+    (workspace / "dir").symlink_to(outside)
+    sandbox = _sandbox_on(workspace)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):  # O_NOFOLLOW
+        anyio.run(sandbox.write_file, "go", b"x")
+    with pytest.raises(SandboxSpecError, match="leads out of the workspace"):
+        anyio.run(sandbox.write_file, "dir/file", b"x")
+    assert list(outside.iterdir()) == []
