@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 POSTGRES_URL = os.environ.get("ACTANA_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("ACTANA_TEST_REQUIRE_POSTGRES") == "1"
 REQUIRE_DOCKER = os.environ.get("ACTANA_TEST_REQUIRE_DOCKER") == "1"
+# A tag of its own for the sandbox image, so that sessions testing different runtime sources on
+# one daemon do not rebuild each other's image (the default tag is shared by every checkout).
+IMAGE_TAG = os.environ.get("ACTANA_TEST_SANDBOX_IMAGE_TAG", "")
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +54,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in list(os.environ):
         if name.startswith("ACTANA_") and not name.startswith("ACTANA_TEST_"):
             monkeypatch.delenv(name)
+    if IMAGE_TAG:
+        monkeypatch.setenv("ACTANA_SANDBOX_IMAGE_TAG", IMAGE_TAG)
     monkeypatch.delenv("MAX_EXECUTION_TIME_SEC", raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -210,6 +215,8 @@ def _default_settings() -> Settings:
         for name in list(os.environ):
             if name.startswith("ACTANA_") and not name.startswith("ACTANA_TEST_"):
                 patch.delenv(name)
+        if IMAGE_TAG:
+            patch.setenv("ACTANA_SANDBOX_IMAGE_TAG", IMAGE_TAG)
         return Settings(_env_file=None)
 
 

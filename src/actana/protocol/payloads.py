@@ -70,6 +70,62 @@ class RunLimits:
 
 
 @dataclass
+class SkillFileSpec:
+    """One file of a skill bundle, as recorded when it was uploaded."""
+
+    path: str  # relative to the skill's folder, `/`-separated
+    size: int
+    sha256: str
+    executable: bool = False
+
+
+@dataclass
+class SkillSpec:
+    """A skill attached to the agent (Agent Skills convention).
+
+    The model is told `name` and `description` up front and loads `body` (the SKILL.md text)
+    with the `skill` tool. A multi-file bundle (`files` not empty) is materialised by the
+    trusted side, read-only, in the `skills/<name>/` folder of the run channel's directory
+    (the directory that holds the channel socket; see `skills_root`), before the runtime starts.
+    """
+
+    name: str
+    description: str
+    body: str
+    content_hash: str
+    files: list[SkillFileSpec] = field(default_factory=list)
+
+
+@dataclass
+class McpServerSpec:
+    """An MCP server attached to the agent.
+
+    `stdio`: the runtime starts `command args...` inside the sandbox with `env` added to its
+    environment. `http`: the server is reached through the bridge of the sandbox API
+    (`/sandbox/v1/mcp/...`, session token); its URL and headers stay on the trusted side.
+    """
+
+    name: str
+    transport: Literal["stdio", "http"]
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+NetworkPolicy = Literal["none", "allowlist", "open"]
+
+
+@dataclass
+class NetworkSpec:
+    """The environment's network policy. It is enforced outside the sandbox, by the egress
+    proxy listening on `egress.sock` in the run channel's directory; the runtime only uses it to
+    point tools at the proxy and to refuse early (with a clear message) under `none`."""
+
+    policy: NetworkPolicy = "none"
+    allowed_domains: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ConfigPayload:
     """Answer of GET /sandbox/v1/config."""
 
@@ -80,6 +136,15 @@ class ConfigPayload:
     tools: list[str]
     limits: RunLimits
     session_token: str
+    skills: list[SkillSpec] = field(default_factory=list)
+    mcp_servers: list[McpServerSpec] = field(default_factory=list)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+
+
+# Files the trusted side puts in the run channel's directory (next to the channel socket),
+# which every backend makes visible to the sandbox read-only at the same relative places.
+CHANNEL_SKILLS_DIR = "skills"
+CHANNEL_EGRESS_SOCKET = "egress.sock"
 
 
 @dataclass

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from actana.protocol.payloads import NetworkSpec, SkillSpec
 
 # Lists (list_dir, glob, grep) stop at this many entries, with a truncation note.
 MAX_ENTRIES = 1000
@@ -27,6 +29,27 @@ class ToolError(Exception):
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.details = details
+
+
+@dataclass
+class ToolContext:
+    """What the tools of one run share beyond their arguments (one per run, built by the runtime
+    from its config).
+
+    Attributes:
+        network: the environment's network policy (enforced outside, by the egress proxy).
+        egress_socket: path of the egress proxy's unix socket as the sandbox sees it, or None
+            when the sandbox has none (then network tools refuse).
+        skills: the agent's skills (the `skill` tool serves their bodies).
+        skills_root: folder holding the materialised bundles, `<skills_root>/<name>/...`.
+        state: per-run state of stateful tools (e.g. `todo`), keyed by tool name.
+    """
+
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    egress_socket: str | None = None
+    skills: list[SkillSpec] = field(default_factory=list)
+    skills_root: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +68,7 @@ class Invocation:
     args: dict[str, Any]
     timeout_sec: float
     output_cap: int
+    context: ToolContext = field(default_factory=ToolContext)
 
 
 ToolFunction = Callable[[Invocation], dict[str, Any]]
