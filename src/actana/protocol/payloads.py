@@ -8,6 +8,8 @@
 | POST /sandbox/v1/model     | Bearer session token   | ModelRequest -> NDJSON stream of |
 |                            |                        | GatewayDelta*, then GatewayTurn  |
 |                            |                        | or GatewayError                  |
+| GET  /sandbox/v1/mcp/S/tools | Bearer session token | -> McpToolList                   |
+| POST /sandbox/v1/mcp/S/call  | Bearer session token | McpCallRequest -> McpCallResult  |
 """
 
 from __future__ import annotations
@@ -229,3 +231,50 @@ class GatewayError:
     code: str
     message: str
     type: Literal["error"] = "error"
+
+
+# --- MCP bridge (`/sandbox/v1/mcp/{server}/...`, Bearer run session token) ---------------------
+# `{server}` is the name of an `http` MCP server attached to the run's agent. The trusted side
+# holds the server's URL and (encrypted) headers and speaks MCP upstream; the sandbox only ever
+# sees tool names, schemas and results.
+
+
+@dataclass
+class McpToolInfo:
+    """One tool of an MCP server, as the model will be offered it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class McpToolList:
+    """Answer of GET /sandbox/v1/mcp/{server}/tools."""
+
+    tools: list[McpToolInfo] = field(default_factory=list)
+
+
+@dataclass
+class McpCallRequest:
+    """Body of POST /sandbox/v1/mcp/{server}/call. Strict: any other field (a URL or header the
+    sandbox would like to add) is refused with a 422."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+
+    tool: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class McpCallResult:
+    """Answer of POST /sandbox/v1/mcp/{server}/call: the upstream result, passed on.
+
+    `content` holds MCP content blocks as JSON (`{"type": "text", "text": ...}`, images, ...);
+    `is_error` is the server's own verdict on the call; `structured` its structured content, if
+    any. A result larger than the bridge's cap is cut and says so in a last text block.
+    """
+
+    content: list[dict[str, Any]] = field(default_factory=list)
+    is_error: bool = False
+    structured: dict[str, Any] | None = None
