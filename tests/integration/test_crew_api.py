@@ -313,6 +313,22 @@ def test_agent_defaults_and_skill_list_replacement(tenant):
     refused(tenant.client.patch(url, json={"sandbox_flavor": "vm"}), 422, "sandbox_flavor")
 
 
+def test_agent_tools_default_to_the_catalogue_and_refuse_unknown_names(tenant):
+    made = create(tenant, "agents", agent(tenant))
+    assert made["tools"] is None  # the default set
+    url = tenant.path(f"/agents/{made['id']}")
+    assert ok(tenant.client.patch(url, json={"tools": ["bash", "finish"]}))["tools"] == [
+        "bash",
+        "finish",
+    ]
+    answer = refused(tenant.client.patch(url, json={"tools": ["bash", "rm_rf"]}), 422, "tools")
+    assert "rm_rf" in answer["message"]
+    assert "read_file" in answer["message"]
+    refused(tenant.client.patch(url, json={"tools": ["bash", "bash"]}), 422, "tools")
+    assert ok(tenant.client.get(url))["tools"] == ["bash", "finish"]
+    assert ok(tenant.client.patch(url, json={"tools": None}))["tools"] is None
+
+
 def test_agents_cannot_reference_another_workspaces_objects(tenant, other_tenant):
     theirs = {
         "model_endpoint_id": create(other_tenant, "model-endpoints", endpoint())["id"],

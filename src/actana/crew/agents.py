@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy.orm import Session
 
 from actana.api.context import AppContext
@@ -22,9 +22,35 @@ from actana.db.models import (
     new_id,
 )
 from actana.exceptions import InvalidInputError
+from actana.protocol.tools import BUILTIN_TOOLS
 
 SandboxFlavor = Literal["container", "native"]
 BUDGET_FIELDS = ("max_model_calls", "max_input_tokens", "max_output_tokens")
+
+
+def _check_tool_names(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    unknown = [name for name in value if name not in BUILTIN_TOOLS]
+    if unknown:
+        raise ValueError(
+            f"unknown built-in tools {unknown}; the built-in tools are: {', '.join(BUILTIN_TOOLS)}"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError("a tool is listed twice")
+    return value
+
+
+ToolNames = Annotated[
+    list[str] | None,
+    Field(
+        default=None,
+        max_length=len(BUILTIN_TOOLS),
+        description="Built-in tools the agent may use (null: the default set, see docs/tools.md);"
+        " MCP tools come with the agent's MCP servers",
+    ),
+    AfterValidator(_check_tool_names),
+]
 
 MaxModelCalls = Annotated[
     int | None,
@@ -70,10 +96,12 @@ class AgentCreate(StrictModel):
     max_model_calls: MaxModelCalls = None
     max_input_tokens: MaxInputTokens = None
     max_output_tokens: MaxOutputTokens = None
+    tools: ToolNames = None
 
 
 class AgentUpdate(StrictModel):
-    """Fields to change; `environment_id`, `timeout_sec` and the budgets may be set to null."""
+    """Fields to change; `environment_id`, `timeout_sec`, `tools` and the budgets may be set to
+    null."""
 
     name: Name | None = None
     system_prompt: str | None = Field(default=None, max_length=100_000)
@@ -87,6 +115,7 @@ class AgentUpdate(StrictModel):
     max_model_calls: MaxModelCalls = None
     max_input_tokens: MaxInputTokens = None
     max_output_tokens: MaxOutputTokens = None
+    tools: ToolNames = None
 
 
 class AgentPublic(BaseModel):
@@ -103,6 +132,7 @@ class AgentPublic(BaseModel):
     max_model_calls: int | None
     max_input_tokens: int | None
     max_output_tokens: int | None
+    tools: list[str] | None
     created_at: datetime
     updated_at: datetime
 
@@ -141,6 +171,7 @@ def to_public(_context: AppContext, _session: Session, row: Agent) -> AgentPubli
         max_model_calls=row.max_model_calls,
         max_input_tokens=row.max_input_tokens,
         max_output_tokens=row.max_output_tokens,
+        tools=row.tools,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -193,6 +224,7 @@ def create(
         max_model_calls=body.max_model_calls,
         max_input_tokens=body.max_input_tokens,
         max_output_tokens=body.max_output_tokens,
+        tools=body.tools,
     )
     _link(row, body.skill_ids, body.mcp_server_ids)
     session.add(row)
@@ -242,7 +274,7 @@ def update(
     for field in ("system_prompt", "max_rounds", "sandbox_flavor"):
         if getattr(body, field) is not None:
             setattr(row, field, getattr(body, field))
-    for field in ("timeout_sec", *BUDGET_FIELDS):
+    for field in ("timeout_sec", "tools", *BUDGET_FIELDS):
         if field in given:
             setattr(row, field, getattr(body, field))
     if body.skill_ids is not None or body.mcp_server_ids is not None:

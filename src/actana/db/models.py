@@ -232,6 +232,8 @@ class Agent(Base):
     max_model_calls: Mapped[int | None] = mapped_column(Integer, default=None)
     max_input_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
     max_output_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Names of the built-in tools it enables; None: the default set (protocol.tools).
+    tools: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -8,27 +8,20 @@ from sqlalchemy.orm import Session
 
 from actana.api.context import AppContext
 from actana.crew import environments
-from actana.db.models import Agent, Environment, ModelEndpoint, Run
+from actana.db.models import Agent, Environment, McpServer, ModelEndpoint, Run
 from actana.exceptions import NotFoundError
 from actana.protocol.payloads import (
     AgentSpec,
     ConfigPayload,
     EnvPayload,
+    McpServerSpec,
     ModelSpec,
+    NetworkSpec,
     RunLimits,
 )
+from actana.protocol.tools import BUILTIN_TOOLS, DEFAULT_TOOLS
 from actana.security.otp import issue_session_token
 
-DEFAULT_TOOLS = [
-    "read_file",
-    "write_file",
-    "edit_file",
-    "list_dir",
-    "glob",
-    "grep",
-    "bash",
-    "python",
-]
 SESSION_GRACE = timedelta(seconds=30)
 
 
@@ -59,6 +52,45 @@ def build_env(context: AppContext, session: Session, run: Run) -> EnvPayload:
     return EnvPayload(variables=variables, setup_script=env.setup_script, deadline_ms=deadline_ms)
 
 
+def _tools(agent: Agent) -> list[str]:
+    """The agent's built-in tools, in catalogue order; names no longer known are dropped."""
+    enabled = set(DEFAULT_TOOLS if agent.tools is None else agent.tools)
+    return [name for name in BUILTIN_TOOLS if name in enabled]
+
+
+def _mcp_servers(session: Session, agent: Agent) -> list[McpServerSpec]:
+    """The agent's MCP servers. An http server is only named: its URL and (encrypted) headers
+    stay on this side, behind the bridge."""
+    specs = []
+    for link in agent.mcp_links:
+        server = session.get(McpServer, link.mcp_server_id)
+        if server is None or server.workspace_id != agent.workspace_id:
+            continue
+        if server.transport == "stdio":
+            specs.append(
+                McpServerSpec(
+                    name=server.name,
+                    transport="stdio",
+                    command=server.command,
+                    args=list(server.args),
+                    env=dict(server.env),
+                )
+            )
+        else:
+            specs.append(McpServerSpec(name=server.name, transport="http"))
+    return specs
+
+
+def network_spec(session: Session, agent: Agent) -> NetworkSpec:
+    """The network policy of the agent's environment (`none` without one)."""
+    env = session.get(Environment, agent.environment_id) if agent.environment_id else None
+    if env is None or env.network_policy not in ("allowlist", "open"):
+        return NetworkSpec()
+    if env.network_policy == "open":
+        return NetworkSpec(policy="open")
+    return NetworkSpec(policy="allowlist", allowed_domains=list(env.allowed_domains))
+
+
 def build_config(context: AppContext, session: Session, run: Run) -> ConfigPayload:
     """The agent definition and limits, plus a fresh session token for model calls."""
     agent = _agent(session, run)
@@ -74,11 +106,13 @@ def build_config(context: AppContext, session: Session, run: Run) -> ConfigPaylo
             name=agent.name, system_prompt=agent.system_prompt, max_rounds=agent.max_rounds
         ),
         model=ModelSpec(provider=endpoint.provider, model=endpoint.model),
-        tools=list(DEFAULT_TOOLS),
+        tools=_tools(agent),
         limits=RunLimits(
             deadline_ms=int(run.deadline_at.timestamp() * 1000),
             tool_timeout_sec=context.settings.tool_timeout_sec,
             tool_output_bytes=context.settings.tool_output_bytes,
         ),
         session_token=token,
+        mcp_servers=_mcp_servers(session, agent),
+        network=network_spec(session, agent),
     )

@@ -9,7 +9,6 @@ handed over. `list_own` finds both, so the reaper removes what a crashed worker 
 from __future__ import annotations
 
 import gc
-import os
 import secrets
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ from actana.sandboxes.base import (
     SandboxSpec,
     sandbox_environment,
 )
+from actana.sandboxes.channel_dir import hand_sockets_to, mirror_into
 from actana.sandboxes.docker_config import (
     CHANNEL_DIR,
     LABEL,
@@ -216,8 +216,8 @@ class DockerSandboxBackend(SandboxBackend):
         state_dir = self._state_dir(spec.run_id)
         uid = self._take_uid()
         try:
-            if spec.channel_socket is not None and os.geteuid() == 0:
-                os.chown(spec.channel_socket, uid, uid)  # connect() needs write permission
+            if spec.channel_socket is not None:
+                hand_sockets_to(spec.channel_socket.parent, uid, uid)
             container_id = self._new_container(
                 run_id=spec.run_id,
                 worker_id=spec.worker_id,
@@ -289,9 +289,8 @@ class DockerSandboxBackend(SandboxBackend):
         channel cannot be linked in, so the caller makes a cold one."""
         assert spec.channel_socket is not None
         try:
-            os.link(spec.channel_socket, warm.channel_dir / spec.channel_socket.name)
-            if os.geteuid() == 0:
-                os.chown(spec.channel_socket, warm.uid, warm.uid)
+            mirror_into(spec.channel_socket.parent, warm.channel_dir)
+            hand_sockets_to(warm.channel_dir, warm.uid, warm.uid)
             state_dir = self._state_dir(spec.run_id)
             # Labels are fixed at creation: the name is how the container now says whose it
             # is (`list_own`, the reaper, an operator's `docker ps`).

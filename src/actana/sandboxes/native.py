@@ -44,6 +44,7 @@ from actana.sandboxes.base import (
     known_options,
     sandbox_environment,
 )
+from actana.sandboxes.channel_dir import hand_sockets_to
 from actana.sandboxes.errors import SandboxSpecError, SandboxUnavailableError
 from actana.sandboxes.native_process import LaunchPlan, NativeSandbox
 
@@ -230,7 +231,7 @@ class NativeSandboxBackend(SandboxBackend):
         sock = spec.channel_socket
         if sock is not None and root:
             try:
-                os.chown(sock, uid, gid)  # connect() needs write permission on the socket file
+                hand_sockets_to(sock.parent, uid, gid)  # connect() needs write permission
             except OSError as e:
                 raise SandboxSpecError(f"channel socket {sock}: {e.strerror}") from e
         # RLIMIT_NPROC counts per uid: only set where the uid is the sandbox's (a dropped uid,

@@ -155,7 +155,10 @@ def bwrap_options(
         opts += ["--size", str(tmp_bytes), "--perms", "1777", "--tmpfs", tmp]
     binds = [("--ro-bind", p) for p in ro_paths] + [("--bind", workspace)]
     if channel_socket is not None:
-        binds.append(("--bind", channel_socket))
+        # The whole channel directory, read-only: next to the socket the trusted side puts what
+        # the run may read but not change (skill bundles, the egress proxy's socket). Connecting
+        # to a socket needs no write access to the mount it is on.
+        binds.append(("--ro-bind", channel_socket.parent))
     # Directories leading to our mounts are made on the sandbox's own root (a tmpfs). Left to
     # bwrap they copy the host's modes, and a 0700 /root would block the sandbox uid.
     made = {Path("/"), Path("/tmp"), Path("/dev")}  # noqa: S108 - see above

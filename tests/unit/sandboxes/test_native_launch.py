@@ -78,7 +78,9 @@ def test_bwrap_unprivileged_uses_a_user_namespace_without_nesting() -> None:
 def test_bwrap_mounts() -> None:
     opts = options()
     assert (str(WS), str(WS)) in pairs(opts, "--bind")
-    assert (str(SOCK), str(SOCK)) in pairs(opts, "--bind")
+    # The channel's whole directory, read-only (skills and the egress socket live next to it).
+    assert (str(SOCK.parent), str(SOCK.parent)) in pairs(opts, "--ro-bind")
+    assert str(SOCK) not in [src for src, _ in pairs(opts, "--bind")]
     assert (str(PYENV), str(PYENV)) in pairs(opts, "--ro-bind")
     assert ("/usr", "/usr") in pairs(opts, "--ro-bind")
     binds = [
@@ -94,7 +96,7 @@ def test_bwrap_makes_traversable_parents_before_mounting() -> None:
     opts = options()
     made = [d for (d,) in pairs(opts, "--dir", 1)]
     # /root exists inside only as a 0755 directory on the sandbox's tmpfs, never the host's.
-    assert {"/root", "/root/.pyenv", "/srv/actana/sandboxes/run-1", "/run/actana"} <= set(made)
+    assert {"/root", "/root/.pyenv", "/srv/actana/sandboxes/run-1", "/run"} <= set(made)
     for d in made:
         i = opts.index(d)
         assert opts[i - 1] == "--dir"
