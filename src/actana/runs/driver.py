@@ -22,18 +22,20 @@ from anyio import to_thread
 from actana.api.context import AppContext
 from actana.db.models import Agent, ModelEndpoint, Run, utcnow
 from actana.protocol.payloads import (
+    CHANNEL_SKILLS_DIR,
     ENV_CHANNEL,
     ENV_OTP_RUN,
     ENV_OTP_SETUP,
     ENV_OTP_UPLOAD,
     ENV_RUN_ID,
 )
-from actana.runs import queue, storage
+from actana.runs import egress, queue, storage
 from actana.runs.backends import SandboxBackends, sandbox_limits
 from actana.runs.chain import run_status
 from actana.runs.channel import RunChannel
 from actana.runs.ingest import RunRecorder, parse_sandbox_line
 from actana.runs.lines import capped_lines
+from actana.runs.skills import cache_for, materialise_skills, remove_tree
 from actana.sandboxes import (
     OutputLimitExceededError,
     SandboxBackend,
@@ -207,8 +209,15 @@ class RunDriver:
     async def _create_sandbox(self, run: Run) -> str:
         if self.backend is None:
             raise PhaseFailed("sandbox_failed", self.notice)
-        self.channel = RunChannel(self.sandbox_app, run.id)
+        policy = await self._db(self._egress_policy, run)
+        proxy = egress.EgressProxy(
+            policy, egress.limits_from(self.settings), self.recorder.accept_worker_log
+        )
+        self.channel = RunChannel(self.sandbox_app, run.id, egress=proxy)
         await self.channel.start()
+        # Skill bundles go next to the socket before any backend sees the directory.
+        for level, message in await self._db(self._materialise_skills, run):
+            self.recorder.accept_worker_log(level, message)
         env = {
             ENV_CHANNEL: self.channel.address,
             ENV_OTP_SETUP: self.tokens[otp.SETUP],
@@ -225,6 +234,10 @@ class RunDriver:
             limits=self.sandbox_limits,
         )
         self.sandbox = await self.backend.create(spec)
+        if (unenforced := egress.unenforced(policy, self.sandbox.isolation)) is not None:
+            if unenforced[0] == "error":
+                raise PhaseFailed("sandbox_failed", unenforced[1])
+            self.recorder.accept_worker_log(*unenforced)
         self.tokens = {}  # handed over; the worker keeps no copy
         await self._db(self._copy_inputs, run)
         started = utcnow()
@@ -234,6 +247,19 @@ class RunDriver:
         self.deadline = time.monotonic() + run.timeout_sec
         notice = f"{self.notice}; " if self.notice else ""
         return f"{notice}{self.sandbox.backend} sandbox started, isolation {self.sandbox.isolation}"
+
+    def _materialise_skills(self, run: Run) -> list[tuple[str, str]]:
+        assert self.channel is not None
+        with self.context.database.session() as session:
+            agent = session.get(Agent, run.agent_id)
+            if agent is None:  # deleted since provisioning: the config step will fail the run
+                return []
+            cache = cache_for(self.settings.data_dir)
+            return materialise_skills(session, agent, self.channel.directory, cache)
+
+    def _egress_policy(self, run: Run) -> egress.EgressPolicy:
+        with self.context.database.session() as session:
+            return egress.run_policy(self.settings, session, run)
 
     def _runtime_command(self) -> list[str]:
         if self.settings.runtime_command:
@@ -337,6 +363,8 @@ class RunDriver:
                 problems.append(f"sandbox removal failed: {type(exc).__name__}")
                 log.exception("run %s: sandbox removal failed", self.run_id)
         if self.channel is not None:
+            # Read-only skill folders: made writable again so the channel's removal succeeds.
+            await self._db(remove_tree, self.channel.directory / CHANNEL_SKILLS_DIR)
             await self.channel.stop()
 
         def release() -> None:
