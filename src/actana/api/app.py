@@ -18,6 +18,7 @@ from actana.api.routes import (
     model_endpoints,
     runs,
     sandbox,
+    sandbox_mcp,
     skills,
     workspaces,
 )
@@ -62,4 +63,5 @@ def create_app(context: AppContext, *, workers: int | None = None) -> FastAPI:
     app.include_router(agents.router, prefix=prefix)
     app.include_router(runs.router, prefix=prefix)
     app.include_router(sandbox.router)
+    app.include_router(sandbox_mcp.router)
     return app

@@ -1,4 +1,5 @@
-"""MCP servers: `stdio` (runs inside the sandbox) or `http` (bridged, headers encrypted)."""
+"""MCP servers: `stdio` (runs inside the sandbox) or `http` (bridged, headers encrypted);
+CRUD, and discovering an http server's tools."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from datetime import datetime
 from typing import Literal
 
+from anyio import to_thread
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +16,8 @@ from actana.api.context import AppContext
 from actana.crew.common import StrictModel, check_http_url, ensure_name_free, get_owned, touch
 from actana.db.models import AgentMcpServer, McpServer, new_id
 from actana.exceptions import ConflictError, InvalidInputError
+from actana.mcp.discover import DiscoverResult, discover_tools
+from actana.security.audit import record_audit
 
 OWNER_KIND = "mcp_server"
 Transport = Literal["stdio", "http"]
@@ -194,3 +198,62 @@ def delete(context: AppContext, session: Session, workspace_id: str, server_id: 
         raise ConflictError(f"MCP server {row.name!r} is attached to an agent; detach it first")
     context.secrets.delete(session, OWNER_KIND, row.id)
     session.delete(row)
+
+
+# --- Discovering a server's tools ------------------------------------------------------------
+
+STDIO_NOT_DISCOVERABLE = (
+    "stdio servers run inside the sandbox; their tools are listed when a run starts "
+    "(starting the command here would run it outside any sandbox)"
+)
+
+
+def _load_for_discover(
+    context: AppContext, workspace_id: str, server_id: str
+) -> tuple[str, str, dict[str, str]]:
+    with context.database.session() as session:
+        row = get_owned(session, McpServer, workspace_id, server_id, "MCP server")
+        if row.transport != "http" or not row.url:
+            raise InvalidInputError(STDIO_NOT_DISCOVERABLE, field="transport")
+        headers = {}
+        for name in row.header_names:
+            value = context.secrets.get(session, OWNER_KIND, row.id, f"header:{name}")
+            if value is not None:
+                headers[name] = value
+        return row.name, row.url, headers
+
+
+async def discover(
+    context: AppContext, workspace_id: str, server_id: str, actor: str
+) -> DiscoverResult:
+    """List the tools of an http MCP server, connecting with its stored headers.
+
+    Upstream failures are the result (`ok` false), not exceptions. Audited
+    (`mcp_server.discovered`: outcome, tool count, latency; never a header value).
+
+    Raises:
+        NotFoundError: no such server in this workspace.
+        InvalidInputError: a stdio server (see `STDIO_NOT_DISCOVERABLE`).
+    """
+    name, url, headers = await to_thread.run_sync(
+        _load_for_discover, context, workspace_id, server_id
+    )
+    result = await discover_tools(url, headers, f"MCP server {name!r}")
+    headers = {}
+
+    def audit() -> None:
+        with context.database.session() as session:
+            record_audit(
+                session,
+                "mcp_server.discovered",
+                actor=actor,
+                workspace_id=workspace_id,
+                target=server_id,
+                ok=result.ok,
+                kind=result.kind,
+                tools=len(result.tools),
+                latency_ms=result.latency_ms,
+            )
+
+    await to_thread.run_sync(audit)
+    return result

@@ -18,7 +18,10 @@ from fastapi import FastAPI
 
 from actana.api.context import AppContext
 from actana.api.errors import install_error_handlers
-from actana.api.routes import sandbox
+from actana.api.routes import sandbox, sandbox_mcp
+from actana.mcp.bridge import close_run_sessions
+from actana.protocol.payloads import CHANNEL_EGRESS_SOCKET
+from actana.runs.egress import EgressProxy
 
 CHANNEL_SCOPE_KEY = "actana_channel_run"
 DIR_PREFIX = "actana-ch-"
@@ -40,6 +43,7 @@ def create_sandbox_app(context: AppContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     app.include_router(sandbox.router)
+    app.include_router(sandbox_mcp.router)
     return app
 
 
@@ -59,12 +63,16 @@ class _BoundToRun:
 class RunChannel:
     """Serve the sandbox app on a per-run unix socket for as long as the run lives."""
 
-    def __init__(self, app: FastAPI, run_id: str) -> None:
+    def __init__(self, app: FastAPI, run_id: str, egress: EgressProxy | None = None) -> None:
         # Named after the run, so that the reaper can find it when the worker died.
         self.directory = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{run_id}-"))
         # The sandbox runs as another uid: it must be able to reach (not list) this directory.
         self.directory.chmod(0o711)
         self.socket_path = self.directory / "channel.sock"
+        self._app, self._run_id = app, run_id
+        # The run's egress proxy, on `egress.sock` next to the channel socket (the only way
+        # out of a sandbox that has no network); None: no socket, so no egress at all.
+        self.egress = egress
         config = uvicorn.Config(
             _BoundToRun(app, run_id),
             uds=str(self.socket_path),
@@ -80,6 +88,8 @@ class RunChannel:
         return f"unix:{self.socket_path}"
 
     async def start(self) -> None:
+        if self.egress is not None:
+            await self.egress.start(self.directory / CHANNEL_EGRESS_SOCKET)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():
@@ -101,4 +111,8 @@ class RunChannel:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.egress is not None:
+            await self.egress.stop()
+        # The run is over: so are the MCP sessions its bridge calls opened.
+        await close_run_sessions(self._app, self._run_id)
         shutil.rmtree(self.directory, ignore_errors=True)
