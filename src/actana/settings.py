@@ -6,9 +6,10 @@ environment itself, which keeps tests free to run many differently configured ap
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from actana import __version__
@@ -157,6 +158,40 @@ class Settings(BaseSettings):
     asset_max_files: int = Field(default=20, ge=1)
     asset_max_file_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
     asset_max_total_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+
+    egress_allowed_networks: list[str] = Field(default_factory=list)
+    """Networks the egress proxy may reach although they are private, loopback or link-local
+    (e.g. `["10.20.0.0/16"]` for an internal package mirror). Default: none. JSON list in the
+    environment: `ACTANA_EGRESS_ALLOWED_NETWORKS='["127.0.0.0/8"]'`. The domain allowlist still
+    applies; only the private-range rule is lifted."""
+
+    egress_connect_timeout_sec: float = Field(default=10.0, gt=0, le=300)
+    """Name resolution plus TCP connect to a destination, per proxied connection."""
+
+    egress_idle_timeout_sec: float = Field(default=60.0, gt=0, le=3600)
+    """A proxied connection with no byte in either direction for this long is closed."""
+
+    egress_max_connections: int = Field(default=32, ge=1, le=4096)
+    """Open proxied connections per run; more are answered 429."""
+
+    egress_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """Largest request head (request line plus headers) the egress proxy reads."""
+
+    egress_max_log_lines: int = Field(default=200, ge=1)
+    """Egress `log` lines (one per connection) written into a run's stream; past this they are
+    counted and reported in one line at the run's end."""
+
+    @field_validator("egress_allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"egress_allowed_networks: {entry!r} is not a network like 10.0.0.0/8"
+                ) from None
+        return value
 
     @property
     def resolved_database_url(self) -> str:
