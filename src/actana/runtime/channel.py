@@ -131,6 +131,21 @@ class Channel:
         finally:
             conn.close()
 
+    def post_json(self, path: str, token: str, body: Any, *, timeout: float = 60) -> dict[str, Any]:
+        """POST `body` as JSON and return the JSON object of the answer (e.g. the MCP bridge).
+
+        Raises:
+            ChannelError: no connection, a non-2xx status, or an answer that is not a JSON object.
+        """
+        data = json.dumps(body, ensure_ascii=False).encode()
+        conn, response = self._open("POST", path, token, data, timeout, "application/json")
+        try:
+            return _json_object(f"POST {path}", _read_capped(response, _MAX_JSON_BYTES))
+        except (OSError, http.client.HTTPException) as exc:
+            raise ChannelError(f"POST {path}: {_describe(exc)}") from exc
+        finally:
+            conn.close()
+
     def stream_ndjson(
         self, path: str, token: str, body: Any, *, timeout: float
     ) -> Generator[dict[str, Any], None, None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,6 +103,9 @@ class Emitter:
     def __init__(self, fd: int) -> None:
         """Write to `fd`, which the Emitter now owns."""
         self._fd = fd
+        # Events come from the agent loop and from other threads (the MCP shim's calls): one
+        # line must never be interleaved with another, and os.write may write only part of it.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_stdout(cls) -> Emitter:
@@ -125,8 +129,9 @@ class Emitter:
         line = json.dumps(event_to_dict(event), ensure_ascii=True, separators=(",", ":"))
         data = memoryview((line + "\n").encode("ascii"))
         try:
-            while data:  # os.write may write less than asked on a pipe
-                data = data[os.write(self._fd, data) :]
+            with self._lock:
+                while data:  # os.write may write less than asked on a pipe
+                    data = data[os.write(self._fd, data) :]
         except BrokenPipeError:
             raise SystemExit(1) from None
 

@@ -20,6 +20,8 @@ from actana.runtime.bootstrap import bootstrap, materialize
 from actana.runtime.channel import Channel
 from actana.runtime.emit import Deadline, Emitter, RunFailure, describe
 from actana.runtime.hardening import Tokens, forbid_inspection, set_child_subreaper, take_tokens
+from actana.runtime.mcp.manager import McpTools, start_mcp
+from actana.runtime.tools.base import Tool
 from actana.runtime.tools.registry import Toolbox, build_tools
 from actana.runtime.upload import upload_outputs
 
@@ -59,13 +61,23 @@ class Runtime:
         message = ""
         failure: RunFailure | None = None
         executed = False
+        mcp = McpTools()
         try:
             with self.emitter.phase("bootstrap"):
                 config = bootstrap(self.channel, self.tokens, self.workspace, self.emitter)
             with self.emitter.phase("materialization") as report:
                 report.message = materialize(self.workspace)
+                mcp = start_mcp(
+                    config,
+                    self.channel,
+                    self.emitter,
+                    Deadline(config.limits.deadline_ms),
+                    self.workspace,
+                )
+                # The tokens are long gone: child processes (tools) get the `mcp` shim this way.
+                os.environ.update(mcp.env)
             executed = True
-            message = self._execute(config)
+            message = self._execute(config, mcp.tools)
         except RunFailure as exc:
             failure = exc
         except Exception as exc:
@@ -74,6 +86,8 @@ class Runtime:
             import traceback  # here, not at the top: only this path needs it
 
             traceback.print_exc()
+        finally:
+            mcp.close()  # every stdio MCP server's process group is killed here
         if executed:
             self._upload(failure)
         if failure is None:
@@ -84,14 +98,14 @@ class Runtime:
         )
         return 1
 
-    def _execute(self, config: ConfigPayload) -> str:
+    def _execute(self, config: ConfigPayload, mcp_tools: list[Tool]) -> str:
         deadline = Deadline(config.limits.deadline_ms)
         catalogue = build_tools(config.limits)
         unknown = [name for name in config.tools if name not in catalogue]
         if unknown:
             self.emitter.log("warn", f"the run config names tools this runtime lacks: {unknown}")
         toolbox = Toolbox(
-            [catalogue[name] for name in config.tools if name in catalogue],
+            [catalogue[name] for name in config.tools if name in catalogue] + mcp_tools,
             self.workspace,
             deadline.remaining,
         )
