@@ -59,6 +59,8 @@ LogSink = Callable[[str, str], object]
 """`sink(level, message)`: writes one `log` line into the run's stream."""
 
 _RELAY_CHUNK = 64 * 1024
+# How long a refused connection is kept to read what the client still sends (see _refuse).
+_LINGER_SEC = 1.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class EgressProxy:
         self._resolver = resolver
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._active = 0  # connections past the cap check (the cap counts these)
         self._logged = 0
         self._unlogged = 0
 
@@ -124,7 +127,8 @@ class EgressProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._unlogged:
-            self._emit("warn", f"egress: {self._unlogged} more connection(s) not logged (cap)")
+            message = f"egress: {self._unlogged} more connection(s) not logged (cap)"
+            self._emit("warn", message, past_cap=True)
             self._unlogged = 0
 
     # --- one connection ----------------------------------------------------------------------
@@ -132,12 +136,19 @@ class EgressProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._tasks) >= self.limits.max_connections:
-            await self._refuse(writer, 429, "egress", "too many open connections for this run")
-            return
         self._tasks.add(task)
         try:
-            await self._serve(reader, writer)
+            if self._active >= self.limits.max_connections:
+                with contextlib.suppress(Exception):  # read the head only to answer it
+                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _LINGER_SEC)
+                reason = "too many open connections for this run"
+                await self._refuse(reader, writer, 429, "egress", reason)
+                return
+            self._active += 1
+            try:
+                await self._serve(reader, writer)
+            finally:
+                self._active -= 1
         except asyncio.CancelledError:
             pass  # the run ended; the connection's line was written by _serve's finally
         finally:
@@ -152,12 +163,12 @@ class EgressProxy:
             request = parse_request(head)
         except asyncio.LimitOverrunError:
             limit = self.limits.max_header_bytes
-            await self._refuse(writer, 431, "egress", f"request head over {limit} bytes")
+            await self._refuse(reader, writer, 431, "egress", f"request head over {limit} bytes")
             return
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             return  # nothing asked: nothing to log
         except RequestError as exc:
-            await self._refuse(writer, 400, exc.what, str(exc))
+            await self._refuse(reader, writer, 400, exc.what, str(exc))
             return
         what = request.describe()
         try:
@@ -166,16 +177,16 @@ class EgressProxy:
                 self.limits.connect_timeout_sec,
             )
         except EgressRefused as exc:
-            await self._refuse(writer, 403, what, str(exc))
+            await self._refuse(reader, writer, 403, what, str(exc))
             return
         except (EgressUnresolvable, TimeoutError) as exc:
-            await self._refuse(writer, 502, what, str(exc) or "name resolution timed out")
+            await self._refuse(reader, writer, 502, what, str(exc) or "name resolution timed out")
             return
         connection = _Connection(request)
         try:
             upstream = await self._connect(addresses, request.port, connection)
         except OSError as exc:
-            await self._refuse(writer, 502, what, f"cannot connect: {exc.strerror or exc}")
+            await self._refuse(reader, writer, 502, what, f"cannot connect: {exc.strerror or exc}")
             return
         started = time.monotonic()
         try:
@@ -272,16 +283,29 @@ class EgressProxy:
     # --- answers and lines -------------------------------------------------------------------
 
     async def _refuse(
-        self, writer: asyncio.StreamWriter, status: int, what: str, reason: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        what: str,
+        reason: str,
     ) -> None:
+        """Answer with the reason, log it, and close without a reset: a request body the
+        client already sent is read and dropped first (closing a socket with unread data
+        resets it, and the client may lose the answer)."""
         self._emit("warn", f"egress refused: {what}: {reason}")
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, TimeoutError):
             writer.write(response(status, f"egress refused: {what}: {reason}"))
             await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(_LINGER_SEC):
+                while await reader.read(_RELAY_CHUNK):
+                    pass
         writer.close()
 
-    def _emit(self, level: str, message: str) -> None:
-        if self._logged >= self.limits.max_log_lines:
+    def _emit(self, level: str, message: str, past_cap: bool = False) -> None:
+        if self._logged >= self.limits.max_log_lines and not past_cap:
             self._unlogged += 1
             return
         self._logged += 1
