@@ -222,10 +222,16 @@ class SkillCache:
         return data, note
 
     def _store(self, bundle: Bundle, data: dict[str, bytes]) -> None:
-        folder = self.root / bundle.workspace_id
-        folder.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
-        self.root.chmod(CACHE_DIR_MODE)
-        temp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+        """Keep a verified copy; a cache that cannot be written only costs the next run a
+        database read, so the failure is logged, not raised."""
+        try:
+            folder = self.root / bundle.workspace_id
+            folder.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+            self.root.chmod(CACHE_DIR_MODE)
+            temp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+        except OSError as exc:
+            log.warning("skill cache %s not writable: %s", self.root, exc)
+            return
         try:
             write_tree(temp, bundle.files, data, CACHE_DIR_MODE)
             temp.rename(self.entry(bundle))  # atomic; fails if another run got there first

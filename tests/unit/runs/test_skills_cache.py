@@ -209,3 +209,13 @@ def test_concurrent_first_uses_build_one_whole_entry(tmp_path: Path) -> None:
     entry = cache.entry(bundle())
     assert {str(p.relative_to(entry)) for p in entry.rglob("*") if p.is_file()} == set(CONTENT)
     assert os.access(entry / "scripts" / "hello.sh", os.X_OK)
+
+
+def test_a_cache_that_cannot_be_written_still_serves_the_bundle(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache should be")
+    database = Database(CONTENT)
+    data, _ = SkillCache(blocked).fetch(bundle(), database)
+    assert data == CONTENT
+    SkillCache(blocked).fetch(bundle(), database)
+    assert database.loads == 2  # nothing cached: each use reads the database
