@@ -34,6 +34,8 @@ class McpGate:
         self.upstream = upstream.rstrip("/")
         self.expected = f"Bearer {canary}"
         self.seen: list[dict[str, str]] = []
+        self.requests: list[tuple[str, str]] = []
+        """(method, path) of every request, in order."""
         self.refused = 0
         self._lock = threading.Lock()
 
@@ -47,6 +49,7 @@ class McpGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         with self._lock:
             self.seen.append(headers)
+            self.requests.append((scope["method"], scope["path"]))
         if headers.get("authorization") != self.expected:
             with self._lock:
                 self.refused += 1

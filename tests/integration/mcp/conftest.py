@@ -22,6 +22,7 @@ import pytest
 
 from tests.fakes.http import serve
 from tests.fakes.mcp_gate import McpGate
+from tests.integration.runs.conftest import runner  # noqa: F401  (real runs, shared fixture)
 
 BIN = Path(sys.executable).parent
 
