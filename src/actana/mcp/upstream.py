@@ -193,7 +193,9 @@ class UpstreamSession:
         self._session = None
         if owner is None:
             return
-        done, _ = await asyncio.wait({owner}, timeout=CLOSE_GRACE_SEC)
+        # A session that never got initialized has nothing to end politely: cancel at once.
+        grace = CLOSE_GRACE_SEC if self._ready.is_set() else 0
+        done, _ = await asyncio.wait({owner}, timeout=grace) if grace else (set(), set())
         if not done:
             owner.cancel()
         # Retrieves the owner's exception, so that asyncio does not log it as never retrieved.
