@@ -3,7 +3,8 @@
 Each round sends the whole conversation to the model gateway and reads back one turn (streamed
 text deltas, then the turn). The tool calls of a turn run one after the other, each reported as a
 `step` (running, then succeeded or failed with the same id), and their results go back to the
-model as `tool` messages. A turn without tool calls ends the run with its text.
+model as `tool` messages. A turn without tool calls ends the run with its text; so does a call of
+the `finish` tool, with its message (the calls after it in that turn are not run).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from actana.protocol.payloads import ConfigPayload, Message, ModelRequest, Model
 from actana.runtime.channel import MODEL_PATH, Channel, ChannelError
 from actana.runtime.decode import DecodeError, decode
 from actana.runtime.emit import Deadline, Emitter, RunFailure, for_log
-from actana.runtime.tools.base import ToolError
+from actana.runtime.tools.base import Finish, ToolError
 from actana.runtime.tools.registry import Toolbox
+
+# The tool that ends the run with an answer (actana.runtime.tools.plan).
+FINISH = "finish"
 
 
 class AgentLoop:
@@ -70,14 +74,18 @@ class AgentLoop:
             messages.append(Message(role="assistant", text=turn.text, tool_calls=turn.tool_calls))
             if not turn.tool_calls:
                 return turn.text or ""
-            if self.rounds >= max_rounds:
-                raise RunFailure(
-                    "max_rounds",
-                    f"the model still asked for tools after {self.rounds} rounds "
-                    f"(max_rounds is {max_rounds})",
-                )
+            # The last round's tools are run only if the turn also finishes: otherwise nobody
+            # would see their results.
+            last_round = self.rounds >= max_rounds
+            if last_round and not any(call.name == FINISH for call in turn.tool_calls):
+                raise _max_rounds(self.rounds, max_rounds)
             for call in turn.tool_calls:
-                messages.append(self._run_tool(call))
+                message, answer = self._run_tool(call)
+                messages.append(message)
+                if answer is not None:
+                    return answer
+            if last_round:  # `finish` was asked for but did not end the run (e.g. bad arguments)
+                raise _max_rounds(self.rounds, max_rounds)
 
     def _model_turn(self, messages: list[Message]) -> ModelTurn:
         """One POST to the model gateway: emit its deltas, return its turn."""
@@ -118,15 +126,22 @@ class AgentLoop:
             stream.close()
         raise RunFailure("model_error", "the model gateway ended its answer without a turn")
 
-    def _run_tool(self, call: ToolCall) -> Message:
-        """Run one tool call as a step; return the `tool` message for the model."""
+    def _run_tool(self, call: ToolCall) -> tuple[Message, str | None]:
+        """Run one tool call as a step.
+
+        Returns:
+            The `tool` message for the model, and the run's answer if the call was `finish`.
+        """
         self._deadline.check(f"tool call {call.id} ({call.name})")
         self._emitter.emit(
             StepEvent(id=call.id, name=call.name, status="running", args=for_log(call.args))
         )
         started = time.monotonic()
+        answer: str | None = None
         try:
             result = self._toolbox.invoke(call.name, call.args)
+        except Finish as done:
+            answer, result = done.message, {"finished": True}
         except ToolError as exc:
             error = str(exc)
             self._emitter.emit(
@@ -141,7 +156,7 @@ class AgentLoop:
                 )
             )
             text = error if exc.details is None else f"{error}\n{_json(exc.details)}"
-            return Message(role="tool", text=text, tool_call_id=call.id, is_error=True)
+            return Message(role="tool", text=text, tool_call_id=call.id, is_error=True), None
         self._emitter.emit(
             StepEvent(
                 id=call.id,
@@ -152,7 +167,14 @@ class AgentLoop:
                 durationMs=_ms_since(started),
             )
         )
-        return Message(role="tool", text=_json(result), tool_call_id=call.id)
+        return Message(role="tool", text=_json(result), tool_call_id=call.id), answer
+
+
+def _max_rounds(rounds: int, max_rounds: int) -> RunFailure:
+    return RunFailure(
+        "max_rounds",
+        f"the model still asked for tools after {rounds} rounds (max_rounds is {max_rounds})",
+    )
 
 
 def _gateway_failure(item: dict[str, Any]) -> RunFailure:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actana.protocol.payloads import NetworkSpec, SkillSpec
+from actana.runtime.tools import arguments
 
 # Lists (list_dir, glob, grep) stop at this many entries, with a truncation note.
 MAX_ENTRIES = 1000
@@ -29,6 +30,18 @@ class ToolError(Exception):
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.details = details
+
+
+class Finish(Exception):
+    """Raised by the `finish` tool: the run ends now, with `message` as its answer.
+
+    It is not a `ToolError`: the agent loop reports the step as succeeded and returns the
+    message as if the model had answered without tool calls.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass
@@ -95,6 +108,12 @@ class Tool:
     function: ToolFunction
 
 
+PATH_ARG: dict[str, Any] = {
+    "type": "string",
+    "description": "Path relative to the workspace directory.",
+}
+
+
 def schema(properties: dict[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
     """A closed JSON schema object: unknown arguments are an error the model is told about."""
     return {
@@ -105,45 +124,13 @@ def schema(properties: dict[str, dict[str, Any]], required: list[str]) -> dict[s
     }
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "boolean": (bool,),
-    "number": (int, float),
-}
-
-
 def check_args(tool: Tool, args: Any) -> list[str]:
-    """Check arguments against the tool's schema (the subset of JSON schema the tools use).
+    """Check arguments against the tool's schema; see `actana.runtime.tools.arguments`.
 
     Returns:
         One problem per line, written for the model; empty when the arguments are fine.
     """
-    if not isinstance(args, dict):
-        return [f"the arguments must be a JSON object, got {type(args).__name__}"]
-    props: dict[str, dict[str, Any]] = tool.parameters["properties"]
-    problems = [
-        f"missing required argument '{n}'" for n in tool.parameters["required"] if n not in args
-    ]
-    for name, value in args.items():
-        spec = props.get(name)
-        if spec is None:
-            problems.append(f"unknown argument '{name}' (allowed: {', '.join(props)})")
-            continue
-        expected = spec["type"]
-        # In JSON true is not a number; in Python bool is an int subclass: exclude it explicitly.
-        if not isinstance(value, _JSON_TYPES[expected]) or (
-            expected != "boolean" and isinstance(value, bool)
-        ):
-            problems.append(f"argument '{name}' must be {expected}, got {type(value).__name__}")
-            continue
-        if "minimum" in spec and value < spec["minimum"]:
-            problems.append(f"argument '{name}' must be >= {spec['minimum']}, got {value}")
-        if "maximum" in spec and value > spec["maximum"]:
-            problems.append(f"argument '{name}' must be <= {spec['maximum']}, got {value}")
-        if spec.get("minLength") and isinstance(value, str) and len(value) < spec["minLength"]:
-            problems.append(f"argument '{name}' must not be empty")
-    return problems
+    return arguments.check_args(tool.parameters, args)
 
 
 def decode_prefix(data: bytes) -> tuple[str, int]:
@@ -177,3 +164,34 @@ def decode_capped(data: bytes, total: int) -> tuple[str, bool]:
         return data.decode("utf-8", "replace"), False
     text, used = decode_prefix(data)
     return text + truncation_marker(used, total), True
+
+
+def cap_text(text: str, cap: int) -> tuple[str, bool]:
+    """`text` cut to at most `cap` UTF-8 bytes (never inside a character), marked when cut.
+
+    Returns:
+        (text, truncated).
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    return decode_capped(data[:cap], len(data))
+
+
+def cap_lines(lines: list[str], cap: int) -> tuple[str, int, bool]:
+    """Whole lines of `lines`, joined by "\\n", as many as fit in `cap` UTF-8 bytes; when some
+    are left out the text ends with `truncation_marker`.
+
+    Returns:
+        (text, number of lines shown, truncated).
+    """
+    sizes = [len(line.encode("utf-8", "surrogatepass")) + 1 for line in lines]
+    total = sum(sizes)
+    if total <= cap:
+        return "\n".join(lines), len(lines), False
+    shown, used = 0, 0
+    while shown < len(lines) and used + sizes[shown] <= cap:
+        used += sizes[shown]
+        shown += 1
+    if shown == 0:  # the first line alone is too long: show its start rather than nothing
+        text, _ = cap_text("\n".join(lines), cap)
+        return text, 0, True
+    return "\n".join(lines[:shown]) + truncation_marker(used, total), shown, True

@@ -1,4 +1,4 @@
-"""The file tools: `read_file`, `write_file`, `edit_file`.
+"""The file tools: `read_file`, `write_file`, `edit_file`, `multi_edit`.
 
 Text is UTF-8. Reads replace invalid bytes (the model sees something rather than nothing);
 edits refuse a file that is not valid UTF-8, since writing it back would corrupt it.
@@ -14,7 +14,8 @@ import os
 from functools import partial
 from typing import Any
 
-from actana.runtime.tools.base import Invocation, ToolError, decode_prefix
+from actana.protocol.payloads import RunLimits
+from actana.runtime.tools.base import PATH_ARG, Invocation, Tool, ToolError, decode_prefix, schema
 from actana.runtime.tools.paths import (
     display,
     open_for_write,
@@ -26,6 +27,7 @@ from actana.runtime.tools.paths import (
 _BINARY_SNIFF_BYTES = 8192
 # edit_file holds the file in memory twice (before and after); bigger files are for sed.
 _MAX_EDIT_BYTES = 16 * 1024 * 1024
+_MAX_EDITS = 100
 
 
 def _existing_file(inv: Invocation, path: str) -> str:
@@ -102,16 +104,8 @@ def write_file(inv: Invocation) -> dict[str, Any]:
     return {"path": display(inv.root, target), "bytes_written": len(data), "created": not existed}
 
 
-def edit_file(inv: Invocation) -> dict[str, Any]:
-    """Replace every occurrence of `old` by `new`, if there are at least one and at most `count`.
-
-    Refusing when `old` occurs more often than expected makes a vague edit fail loudly instead of
-    changing the wrong place.
-    """
-    path: str = inv.args["path"]
-    old: str = inv.args["old"]
-    new: str = inv.args["new"]
-    count: int = inv.args.get("count", 1)
+def _editable_text(inv: Invocation, path: str) -> tuple[str, str, str]:
+    """(write target, real path, text) of a file that an edit may rewrite."""
     target = resolve_for_write(inv.root, path)
     if os.path.islink(target):
         raise ToolError(f"'{path}' is a symlink; refusing to write through it")
@@ -121,19 +115,152 @@ def edit_file(inv: Invocation) -> dict[str, Any]:
     with open(real, "rb") as f:
         raw = f.read()
     try:
-        text = raw.decode("utf-8")
+        return target, real, raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ToolError(f"'{path}' is not UTF-8 text; edit it with bash instead") from None
+
+
+def _replace(text: str, old: str, new: str, count: int, where: str) -> tuple[str, int]:
+    """`text` with every `old` replaced, refused unless it occurs 1..count times.
+
+    Refusing when `old` occurs more often than expected makes a vague edit fail loudly instead of
+    changing the wrong place.
+    """
     found = text.count(old)
     if found == 0:
         raise ToolError(
-            f"`old` was not found in '{path}'; read the file and copy the exact text, "
+            f"`old` was not found in {where}; read the file and copy the exact text, "
             "including whitespace and line breaks"
         )
     if found > count:
         raise ToolError(
-            f"`old` occurs {found} times in '{path}' but count allows {count}; include more "
+            f"`old` occurs {found} times in {where} but count allows {count}; include more "
             f"surrounding text to make it unique, or set count to {found} to replace all"
         )
-    write_all(open_for_write(inv.root, target, create=False), text.replace(old, new).encode())
+    return text.replace(old, new), found
+
+
+def edit_file(inv: Invocation) -> dict[str, Any]:
+    """Replace every occurrence of `old` by `new`, if there are at least one and at most `count`."""
+    path: str = inv.args["path"]
+    target, real, text = _editable_text(inv, path)
+    text, found = _replace(
+        text, inv.args["old"], inv.args["new"], inv.args.get("count", 1), f"'{path}'"
+    )
+    write_all(open_for_write(inv.root, target, create=False), text.encode())
     return {"path": display(inv.root, real), "replacements": found}
+
+
+def multi_edit(inv: Invocation) -> dict[str, Any]:
+    """Apply several edits to one file in order, each seeing the result of the previous ones.
+
+    All or nothing: the file is written once, after every edit succeeded in memory.
+    """
+    path: str = inv.args["path"]
+    edits: list[dict[str, Any]] = inv.args["edits"]
+    target, real, text = _editable_text(inv, path)
+    counts = []
+    for index, edit in enumerate(edits):
+        where = f"'{path}' (edit {index + 1} of {len(edits)}; the file was left unchanged)"
+        text, found = _replace(text, edit["old"], edit["new"], edit.get("count", 1), where)
+        counts.append(found)
+    write_all(open_for_write(inv.root, target, create=False), text.encode())
+    return {"path": display(inv.root, real), "edits": len(edits), "replacements": counts}
+
+
+def tools(limits: RunLimits) -> list[Tool]:
+    """read_file, write_file, edit_file and multi_edit, with the run's limits applied."""
+    timeout = float(limits.tool_timeout_sec)
+    out_cap = limits.tool_output_bytes
+    count = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "Most occurrences allowed (default 1).",
+    }
+    return [
+        Tool(
+            "read_file",
+            "Read a UTF-8 text file. Returns content (the requested lines, at most "
+            f"{limits.read_file_bytes} bytes), total_lines, next_offset when more lines follow, "
+            "and truncated when the byte cap cut the output. Page through big files with "
+            "offset/limit.",
+            schema(
+                {
+                    "path": PATH_ARG,
+                    "offset": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "First line, 1-based (default 1).",
+                    },
+                    "limit": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Most lines to return.",
+                    },
+                },
+                ["path"],
+            ),
+            timeout,
+            limits.read_file_bytes,
+            read_file,
+        ),
+        Tool(
+            "write_file",
+            "Create or overwrite a UTF-8 text file with content; missing parent directories are "
+            "created. Files left under assets/ are handed back to the user when the run ends. "
+            "Refuses paths outside the workspace and writing through a symlink.",
+            schema({"path": PATH_ARG, "content": {"type": "string"}}, ["path", "content"]),
+            timeout,
+            out_cap,
+            write_file,
+        ),
+        Tool(
+            "edit_file",
+            "Replace exact text in a file: every occurrence of old becomes new. Fails when old "
+            "does not occur, or occurs more than count times (default 1): then include more "
+            "surrounding text to make old unique, or raise count. Whitespace must match exactly.",
+            schema(
+                {
+                    "path": PATH_ARG,
+                    "old": {"type": "string", "minLength": 1},
+                    "new": {"type": "string"},
+                    "count": count,
+                },
+                ["path", "old", "new"],
+            ),
+            timeout,
+            out_cap,
+            edit_file,
+        ),
+        Tool(
+            "multi_edit",
+            "Apply several exact-text replacements to one file, in order (each edit sees the "
+            "result of the ones before), all or nothing: if any edit fails (old not found, or "
+            "found more than its count, default 1) the file is left unchanged and the error names "
+            f"the edit. At most {_MAX_EDITS} edits. Returns the replacements made per edit.",
+            schema(
+                {
+                    "path": PATH_ARG,
+                    "edits": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": _MAX_EDITS,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "old": {"type": "string", "minLength": 1},
+                                "new": {"type": "string"},
+                                "count": count,
+                            },
+                            "required": ["old", "new"],
+                            "additionalProperties": False,
+                        },
+                    },
+                },
+                ["path", "edits"],
+            ),
+            timeout,
+            out_cap,
+            multi_edit,
+        ),
+    ]

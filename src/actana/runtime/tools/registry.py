@@ -1,183 +1,149 @@
-"""The core tools by name (DESIGN.md section 5), and the `Toolbox` that calls them safely.
+"""The built-in tool catalogue by name, the tools a run is offered, and the `Toolbox` that calls
+them safely.
 
+The catalogue is assembled from one module per family, each exposing `tools(limits)`; the
+names and their order are the contract (`CATALOGUE_NAMES`, documented in docs/tools.md).
 Descriptions are written for the model: what the tool does, what it returns and what its limits
 are, so that it can act on a truncation or a refusal without guessing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from actana.protocol.payloads import RunLimits, ToolSchema
 from actana.runtime.emit import describe
-from actana.runtime.tools import files, search, shell
-from actana.runtime.tools.base import MAX_ENTRIES, Invocation, Tool, ToolError, check_args, schema
+from actana.runtime.tools import (
+    archive,
+    data,
+    files,
+    manage,
+    patch,
+    plan,
+    search,
+    shell,
+    skill,
+    web,
+)
+from actana.runtime.tools.base import Invocation, Tool, ToolContext, ToolError, check_args
 from actana.runtime.tools.paths import describe_os_error
 
-_PATH = {"type": "string", "description": "Path relative to the workspace directory."}
+# Every built-in tool, in the order the model is shown them. Others rely on these names.
+CATALOGUE_NAMES: tuple[str, ...] = (
+    "read_file",
+    "write_file",
+    "edit_file",
+    "multi_edit",
+    "list_dir",
+    "glob",
+    "grep",
+    "tree",
+    "file_info",
+    "move_path",
+    "delete_path",
+    "diff_files",
+    "apply_patch",
+    "json_query",
+    "read_table",
+    "archive",
+    "bash",
+    "python",
+    "http_request",
+    "web_fetch",
+    "skill",
+    "todo",
+    "finish",
+)
 
+# What an agent gets when its `tools` field is null: the whole catalogue. `skill` is still only
+# offered to a run that has skills (see `offered_tools`): that depends on the run, not the agent.
+DEFAULT_TOOLS: tuple[str, ...] = CATALOGUE_NAMES
 
-def _timeout_arg(limit: float) -> dict[str, Any]:
-    return {
-        "type": "integer",
-        "minimum": 1,
-        "description": f"Seconds before it is killed (default and maximum {limit:g}).",
-    }
+_FAMILIES = (files, search, manage, patch, data, archive, shell, web, skill, plan)
 
 
 def build_tools(limits: RunLimits) -> dict[str, Tool]:
-    """All core tools, with the run's limits applied.
+    """Every built-in tool, with the run's limits applied, in `CATALOGUE_NAMES` order.
 
     Args:
         limits: the run's limits (tool timeout, output and read caps).
 
     Returns:
-        Tools by name.
+        Tools by name (a family not written yet simply contributes none).
     """
-    timeout = float(limits.tool_timeout_sec)
-    out_cap = limits.tool_output_bytes
-    run_output = (
-        f"Returns exit_code, stdout and stderr (each cut at {out_cap} bytes, with "
-        "stdout_truncated/stderr_truncated flags) and timed_out. A non-zero exit code is a normal "
-        "result. No stdin. Processes left running in the background are killed when it finishes."
-    )
-    catalogue = [
-        Tool(
-            "read_file",
-            "Read a UTF-8 text file. Returns content (the requested lines, at most "
-            f"{limits.read_file_bytes} bytes), total_lines, next_offset when more lines follow, "
-            "and truncated when the byte cap cut the output. Page through big files with "
-            "offset/limit.",
-            schema(
-                {
-                    "path": _PATH,
-                    "offset": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "description": "First line, 1-based (default 1).",
-                    },
-                    "limit": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "description": "Most lines to return.",
-                    },
-                },
-                ["path"],
-            ),
-            timeout,
-            limits.read_file_bytes,
-            files.read_file,
-        ),
-        Tool(
-            "write_file",
-            "Create or overwrite a UTF-8 text file with content; missing parent directories are "
-            "created. Files left under assets/ are handed back to the user when the run ends. "
-            "Refuses paths outside the workspace and writing through a symlink.",
-            schema({"path": _PATH, "content": {"type": "string"}}, ["path", "content"]),
-            timeout,
-            out_cap,
-            files.write_file,
-        ),
-        Tool(
-            "edit_file",
-            "Replace exact text in a file: every occurrence of old becomes new. Fails when old "
-            "does not occur, or occurs more than count times (default 1): then include more "
-            "surrounding text to make old unique, or raise count. Whitespace must match exactly.",
-            schema(
-                {
-                    "path": _PATH,
-                    "old": {"type": "string", "minLength": 1},
-                    "new": {"type": "string"},
-                    "count": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "description": "Most occurrences allowed (default 1).",
-                    },
-                },
-                ["path", "old", "new"],
-            ),
-            timeout,
-            out_cap,
-            files.edit_file,
-        ),
-        Tool(
-            "list_dir",
-            "List a directory: each entry's name, type (file, dir, symlink, other) and, for "
-            f"files, size in bytes. Use path '.' for the workspace. At most {MAX_ENTRIES} entries.",
-            schema({"path": _PATH}, ["path"]),
-            timeout,
-            out_cap,
-            search.list_dir,
-        ),
-        Tool(
-            "glob",
-            "Find files and directories whose path relative to path (default: the workspace) "
-            "matches a glob: * and ? match within one path component, ** any number of "
-            "directories, e.g. '**/*.py'. Directories end with '/'. Symlinks are listed, not "
-            f"followed. At most {MAX_ENTRIES} results.",
-            schema({"pattern": {"type": "string", "minLength": 1}, "path": _PATH}, ["pattern"]),
-            timeout,
-            out_cap,
-            search.glob,
-        ),
-        Tool(
-            "grep",
-            "Search file contents with a Python regular expression (re syntax); returns matching "
-            "lines as 'path:line:text'. path is a file or directory (default: the workspace); "
-            "glob keeps files whose name matches (or whose path under path, if the glob has a "
-            "'/'), e.g. '*.py'. Binary files and symlinks are skipped. "
-            f"At most {MAX_ENTRIES} lines.",
-            schema(
-                {
-                    "pattern": {"type": "string", "minLength": 1},
-                    "path": _PATH,
-                    "glob": {"type": "string", "minLength": 1},
-                },
-                ["pattern"],
-            ),
-            timeout,
-            out_cap,
-            search.grep,
-        ),
-        Tool(
-            "bash",
-            f"Run a bash command in the workspace directory. {run_output}",
-            schema(
-                {
-                    "command": {"type": "string", "minLength": 1},
-                    "timeout_sec": _timeout_arg(timeout),
-                },
-                ["command"],
-            ),
-            timeout,
-            out_cap,
-            shell.bash,
-        ),
-        Tool(
-            "python",
-            "Run Python 3 code (python -c) in the workspace directory; print what you want to "
-            f"see. {run_output}",
-            schema(
-                {"code": {"type": "string", "minLength": 1}, "timeout_sec": _timeout_arg(timeout)},
-                ["code"],
-            ),
-            timeout,
-            out_cap,
-            shell.python,
-        ),
+    built = {tool.name: tool for family in _FAMILIES for tool in family.tools(limits)}
+    strays = sorted(set(built) - set(CATALOGUE_NAMES))
+    if strays:  # a programming error: the names are a documented contract
+        raise RuntimeError(f"tools missing from CATALOGUE_NAMES: {strays}")
+    return {name: built[name] for name in CATALOGUE_NAMES if name in built}
+
+
+def offered_tools(
+    names: Sequence[str] | None, catalogue: dict[str, Tool], context: ToolContext
+) -> tuple[list[Tool], list[str]]:
+    """The built-in tools a run is offered, from the names its config lists.
+
+    This is where `skill` is filtered out of a run without skills (a tool that could only
+    refuse would just cost the model a round), whatever the agent enabled.
+
+    Args:
+        names: the enabled tool names (the run config's `tools`); None means `DEFAULT_TOOLS`.
+        catalogue: from `build_tools`.
+        context: the run's tool context (its skills decide about `skill`).
+
+    Returns:
+        (the tools, in the order named; the names this runtime does not have).
+    """
+    wanted = DEFAULT_TOOLS if names is None else names
+    unknown = [name for name in wanted if name not in catalogue]
+    offered = [
+        catalogue[name]
+        for name in dict.fromkeys(wanted)  # a name listed twice is offered once
+        if name in catalogue and (name != "skill" or context.skills)
     ]
-    return {tool.name: tool for tool in catalogue}
+    return offered, unknown
 
 
 class Toolbox:
-    """The tools of one run, called with checked arguments and the time left in the run."""
+    """The tools of one run, called with checked arguments and the time left in the run.
 
-    def __init__(self, tools: Iterable[Tool], root: str, remaining: Callable[[], float]) -> None:
-        """Hold `tools` for the workspace `root` (resolved); `remaining()` is seconds left."""
-        self._tools = {tool.name: tool for tool in tools}
+    Besides the built-in tools it holds dynamic ones (MCP tools, `mcp__<server>__<tool>`, whose
+    schemas come from third-party servers); `check_args` copes with any JSON schema.
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Tool],
+        root: str,
+        remaining: Callable[[], float],
+        context: ToolContext | None = None,
+    ) -> None:
+        """Hold `tools` for the workspace `root` (resolved); `remaining()` is seconds left.
+
+        Raises:
+            ValueError: two tools share a name (the model could not tell them apart).
+        """
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.add(tool)
         self._root = root
         self._remaining = remaining
+        self.context = context if context is not None else ToolContext()
+
+    def add(self, tool: Tool) -> None:
+        """Offer one more tool (e.g. an MCP tool discovered at startup).
+
+        Raises:
+            ValueError: a tool of that name is already there.
+        """
+        if tool.name in self._tools:
+            raise ValueError(f"two tools are named '{tool.name}'")
+        self._tools[tool.name] = tool
+
+    def names(self) -> list[str]:
+        """The names of the tools held, in the order the model sees them."""
+        return list(self._tools)
 
     def schemas(self) -> list[ToolSchema]:
         """What the model is told about the tools."""
@@ -192,6 +158,7 @@ class Toolbox:
         Raises:
             ToolError: unknown tool, bad arguments, or the tool failed; the message is for the
                 model.
+            Finish: the `finish` tool ended the run (see `actana.runtime.agent`).
         """
         tool = self._tools.get(name)
         if tool is None:
@@ -201,8 +168,9 @@ class Toolbox:
         if problems:
             raise ToolError(f"bad arguments for {name}: " + "; ".join(problems))
         timeout = max(0.0, min(tool.timeout_sec, self._remaining()))
+        invocation = Invocation(self._root, args, timeout, tool.output_cap, self.context)
         try:
-            return tool.function(Invocation(self._root, args, timeout, tool.output_cap))
+            return tool.function(invocation)
         except OSError as exc:
             raise ToolError(describe_os_error(self._root, exc)) from None
         except ValueError as exc:  # e.g. text that cannot be encoded, a NUL in an argument

@@ -1,11 +1,11 @@
-"""The tools that look around: `list_dir`, `glob`, `grep`.
+"""The tools that look around: `list_dir`, `glob`, `grep`, `tree`.
 
 Walks never follow symlinks (a link to `/etc` inside the workspace would otherwise list or
 search `/etc`), are sorted so that results are stable, stop at `MAX_ENTRIES` results and at the
 tool's time budget, and say so in a `note` when they stopped early.
 """
 
-# ruff: noqa: PTH112, PTH113, PTH123
+# ruff: noqa: PTH112, PTH113, PTH115, PTH123
 # Paths stay `str` here on purpose: the workspace confinement is os.path.realpath plus
 # os.path.commonpath on strings, and every path handled here has been through it.
 
@@ -18,7 +18,17 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from actana.runtime.tools.base import MAX_ENTRIES, Invocation, ToolError, decode_prefix
+from actana.protocol.payloads import RunLimits
+from actana.runtime.tools.base import (
+    MAX_ENTRIES,
+    PATH_ARG,
+    Invocation,
+    Tool,
+    ToolError,
+    cap_text,
+    decode_prefix,
+    schema,
+)
 from actana.runtime.tools.paths import display, resolve
 
 _MAX_MATCH_CHARS = 500
@@ -69,7 +79,7 @@ def _component(part: str) -> str:
     return "".join(out)
 
 
-class _Walk:
+class Walk:
     """Sorted pre-order walk under `top`, not following symlinks, within a time budget."""
 
     def __init__(self, top: str, budget_sec: float, max_depth: int | None = None) -> None:
@@ -136,7 +146,7 @@ def list_dir(inv: Invocation) -> dict[str, Any]:
     return result
 
 
-def _stopped(walk: _Walk, truncated: bool, what: str) -> dict[str, Any]:
+def _stopped(walk: Walk, truncated: bool, what: str) -> dict[str, Any]:
     if walk.out_of_time:
         return {"truncated": True, "note": f"the search ran out of time; narrow {what}"}
     if truncated:
@@ -150,7 +160,7 @@ def glob(inv: Invocation) -> dict[str, Any]:
     regex = compile_glob(pattern)
     base = _directory(inv, inv.args.get("path", "."))
     depth = None if "**" in pattern.split("/") else pattern.count("/") + 1
-    walk = _Walk(base, inv.timeout_sec, depth)
+    walk = Walk(base, inv.timeout_sec, depth)
     matches: list[str] = []
     truncated = False
     for rel, entry in walk:
@@ -172,7 +182,7 @@ def grep(inv: Invocation) -> dict[str, Any]:
     real = resolve(inv.root, inv.args.get("path", "."))
     name_filter = inv.args.get("glob")
     keep = compile_glob(name_filter) if name_filter else None
-    walk = _Walk(real, inv.timeout_sec)
+    walk = Walk(real, inv.timeout_sec)
     if os.path.isfile(real):
         files: Any = [real]
     elif os.path.isdir(real):
@@ -225,3 +235,110 @@ def _matching_lines(path: str, regex: re.Pattern[str]) -> Iterator[tuple[int, st
                     number,
                     text if len(text) <= _MAX_MATCH_CHARS else text[:_MAX_MATCH_CHARS] + "…",
                 )
+
+
+def tree(inv: Invocation) -> dict[str, Any]:
+    """An indented tree of `path` down to `max_depth` levels; symlinks shown with their target."""
+    real = _directory(inv, inv.args.get("path", "."))
+    max_depth: int = inv.args.get("max_depth", _TREE_DEPTH)
+    walk = Walk(real, inv.timeout_sec, max_depth)
+    lines = [display(inv.root, real) + "/"]
+    truncated = False
+    for rel, entry in walk:
+        if len(lines) > MAX_ENTRIES:
+            truncated = True
+            break
+        indent = "  " * (rel.count("/") + 1)
+        kind = _kind(entry)
+        if kind == "symlink":
+            # Shown as text only: the link is never followed, so it may point anywhere.
+            try:
+                target = os.readlink(entry.path)
+            except OSError:
+                target = "?"
+            lines.append(f"{indent}{entry.name} -> {target}")
+        elif kind == "dir":
+            lines.append(f"{indent}{entry.name}/")
+        else:
+            lines.append(f"{indent}{entry.name}")
+    text, cut = cap_text("\n".join(lines) + "\n", inv.output_cap)
+    result: dict[str, Any] = {
+        "path": display(inv.root, real),
+        "tree": text,
+        "entries": len(lines) - 1,
+        **_stopped(walk, truncated or cut, "the path or max_depth"),
+    }
+    return result
+
+
+_TREE_DEPTH = 3
+_TREE_MAX_DEPTH = 20
+
+
+def tools(limits: RunLimits) -> list[Tool]:
+    """list_dir, glob, grep and tree, with the run's limits applied."""
+    timeout = float(limits.tool_timeout_sec)
+    out_cap = limits.tool_output_bytes
+    return [
+        Tool(
+            "list_dir",
+            "List a directory: each entry's name, type (file, dir, symlink, other) and, for "
+            f"files, size in bytes. Use path '.' for the workspace. At most {MAX_ENTRIES} entries.",
+            schema({"path": PATH_ARG}, ["path"]),
+            timeout,
+            out_cap,
+            list_dir,
+        ),
+        Tool(
+            "glob",
+            "Find files and directories whose path relative to path (default: the workspace) "
+            "matches a glob: * and ? match within one path component, ** any number of "
+            "directories, e.g. '**/*.py'. Directories end with '/'. Symlinks are listed, not "
+            f"followed. At most {MAX_ENTRIES} results.",
+            schema({"pattern": {"type": "string", "minLength": 1}, "path": PATH_ARG}, ["pattern"]),
+            timeout,
+            out_cap,
+            glob,
+        ),
+        Tool(
+            "grep",
+            "Search file contents with a Python regular expression (re syntax); returns matching "
+            "lines as 'path:line:text'. path is a file or directory (default: the workspace); "
+            "glob keeps files whose name matches (or whose path under path, if the glob has a "
+            "'/'), e.g. '*.py'. Binary files and symlinks are skipped. "
+            f"At most {MAX_ENTRIES} lines.",
+            schema(
+                {
+                    "pattern": {"type": "string", "minLength": 1},
+                    "path": PATH_ARG,
+                    "glob": {"type": "string", "minLength": 1},
+                },
+                ["pattern"],
+            ),
+            timeout,
+            out_cap,
+            grep,
+        ),
+        Tool(
+            "tree",
+            "Show a directory (default: the workspace) as an indented tree, sorted by name: "
+            "directories end with '/', symlinks show 'name -> target' and are not followed. "
+            f"Goes max_depth levels deep (default {_TREE_DEPTH}). At most {MAX_ENTRIES} entries "
+            f"and {out_cap} bytes; truncated says when it was cut.",
+            schema(
+                {
+                    "path": PATH_ARG,
+                    "max_depth": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": _TREE_MAX_DEPTH,
+                        "description": f"Levels to show (default {_TREE_DEPTH}).",
+                    },
+                },
+                [],
+            ),
+            timeout,
+            out_cap,
+            tree,
+        ),
+    ]

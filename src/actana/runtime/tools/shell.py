@@ -12,8 +12,9 @@ import math
 import sys
 from typing import Any
 
+from actana.protocol.payloads import RunLimits
 from actana.runtime.process import Captured, run_captured, shell_argv
-from actana.runtime.tools.base import Invocation, ToolError, decode_capped
+from actana.runtime.tools.base import Invocation, Tool, ToolError, decode_capped, schema
 
 # Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN); stay clear of it.
 _MAX_PYTHON_CODE_BYTES = 100_000
@@ -63,3 +64,50 @@ def python(inv: Invocation) -> dict[str, Any]:
     timeout = _timeout(inv)
     argv = [sys.executable, "-c", code]
     return _result(run_captured(argv, cwd=inv.root, timeout=timeout, cap=inv.output_cap), timeout)
+
+
+def _timeout_arg(limit: float) -> dict[str, Any]:
+    return {
+        "type": "integer",
+        "minimum": 1,
+        "description": f"Seconds before it is killed (default and maximum {limit:g}).",
+    }
+
+
+def tools(limits: RunLimits) -> list[Tool]:
+    """bash and python, with the run's limits applied."""
+    timeout = float(limits.tool_timeout_sec)
+    out_cap = limits.tool_output_bytes
+    run_output = (
+        f"Returns exit_code, stdout and stderr (each cut at {out_cap} bytes, with "
+        "stdout_truncated/stderr_truncated flags) and timed_out. A non-zero exit code is a normal "
+        "result. No stdin. Processes left running in the background are killed when it finishes."
+    )
+    return [
+        Tool(
+            "bash",
+            f"Run a bash command in the workspace directory. {run_output}",
+            schema(
+                {
+                    "command": {"type": "string", "minLength": 1},
+                    "timeout_sec": _timeout_arg(timeout),
+                },
+                ["command"],
+            ),
+            timeout,
+            out_cap,
+            bash,
+        ),
+        Tool(
+            "python",
+            "Run Python 3 code (python -c) in the workspace directory; print what you want to "
+            f"see. {run_output}",
+            schema(
+                {"code": {"type": "string", "minLength": 1}, "timeout_sec": _timeout_arg(timeout)},
+                ["code"],
+            ),
+            timeout,
+            out_cap,
+            python,
+        ),
+    ]
