@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     sandbox_image_tag: str = __version__
     """The container flavor's image is `name:tag`; `actana sandbox build-image` builds it."""
 
+    sandbox_image_packages: list[str] = Field(default_factory=lambda: ["mcp>=1.25,<2"])
+    """Python packages (pip requirement specifiers) installed into the sandbox image, e.g. the
+    mcp SDK for stdio MCP servers. Installed at build time with this host's pip for the image's
+    Python (same minor version); part of the image's fingerprint, so a change rebuilds it. As an
+    environment variable: a JSON list."""
+
     sandbox_base_image: str = "python:3.11-slim-bookworm"
     """Base of the sandbox image when it can be pulled; otherwise one is built from Debian's
     packages with debootstrap (`sandbox_debian_mirror`, `sandbox_debian_suite`)."""

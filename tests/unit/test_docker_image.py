@@ -28,6 +28,7 @@ from actana.sandboxes.docker_image import (
     runtime_fingerprint,
     runtime_sources,
 )
+from actana.sandboxes.docker_image_packages import PACKAGES_LABEL, packages_label
 from actana.sandboxes.errors import SandboxUnavailableError
 from actana.settings import Settings
 
@@ -154,6 +155,8 @@ def fake(answer: dict[str, Any] | Exception) -> Any:
 
 def labelled(fingerprint: str | None, version: str = actana.__version__) -> dict[str, Any]:
     labels = {VERSION_LABEL: version} | ({RUNTIME_LABEL: fingerprint} if fingerprint else {})
+    # An image built for the default settings carries their Python packages too.
+    labels[PACKAGES_LABEL] = packages_label(Settings(_env_file=None).sandbox_image_packages)
     return {"Id": "sha256:" + "a" * 64, "Size": 118_000_000, "Config": {"Labels": labels}}
 
 

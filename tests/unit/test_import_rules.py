@@ -93,5 +93,6 @@ def test_the_backend_list_is_complete():
         "procfs",
         "docker_image",
         "docker_image_base",
+        "docker_image_packages",
     }
     assert modules - shared - {m for m in modules if m.startswith("conformance")} == BACKEND_MODULES

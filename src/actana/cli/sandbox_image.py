@@ -41,6 +41,7 @@ def _print_status(status: ImageStatus) -> None:
         ("actana", status.version or "-"),
         ("runtime", status.fingerprint or "-"),
         ("server runtime", runtime_fingerprint()),
+        ("packages", status.packages or "-"),
         ("size", size),
     ]
     for name, value in rows:
@@ -58,10 +59,20 @@ def build_image(
             help="Do nothing (and succeed) when no Docker daemon is reachable.",
         ),
     ] = False,
+    package: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--package",
+            help="A Python package to install into the image besides "
+            "ACTANA_SANDBOX_IMAGE_PACKAGES (a pip requirement, e.g. mcp-server-time); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Build the sandbox image; a no-op when it is current.
 
-    Name and tag: ACTANA_SANDBOX_IMAGE_NAME and ACTANA_SANDBOX_IMAGE_TAG. When its base
+    Name and tag: ACTANA_SANDBOX_IMAGE_NAME and ACTANA_SANDBOX_IMAGE_TAG. Python packages
+    (installed with this host's pip, which needs the image's Python version):
+    ACTANA_SANDBOX_IMAGE_PACKAGES plus each --package. When its base
     (ACTANA_SANDBOX_BASE_IMAGE) cannot be pulled, one is built from Debian's packages (as root).
     """
     from actana.sandboxes.docker_image import build_image as build
@@ -84,7 +95,7 @@ def build_image(
 
     started = time.monotonic()
     try:
-        status = build(settings, client, force=force, log=log)
+        status = build(settings, client, force=force, log=log, packages=package or ())
     except ActanaError as exc:
         fail(exc.message, code=1)
     _print_status(status)

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,16 @@ from requests.exceptions import RequestException
 
 import actana
 from actana.sandboxes.docker_image_base import ensure_base, image_attrs, probe_base
+from actana.sandboxes.docker_image_packages import (
+    PACKAGES_LABEL,
+    SCRIPTS_DIR,
+    SITE_DIR,
+    check_same_python,
+    image_python,
+    install_packages,
+    packages_label,
+    wanted_packages,
+)
 from actana.sandboxes.errors import ImageBuildError, SandboxUnavailableError
 from actana.settings import Settings
 
@@ -114,6 +124,8 @@ class ImageStatus:
     """Why the image cannot be used, and what to run; None when it can."""
     size: int | None = None
     """Bytes, as the daemon reports them."""
+    packages: str | None = None
+    """The Python packages the image carries (its label: a sorted JSON list)."""
 
 
 def _api(client: AnyClient) -> docker.APIClient:
@@ -154,8 +166,11 @@ def connect_docker(settings: Settings, *, timeout: float = 60) -> docker.DockerC
     return client
 
 
-def inspect_image(client: AnyClient, ref: str) -> ImageStatus:
-    """Whether `ref` exists and carries this server's runtime.
+def inspect_image(
+    client: AnyClient, ref: str, packages: Sequence[str] | None = None
+) -> ImageStatus:
+    """Whether `ref` exists and carries this server's runtime (and, when `packages` is given,
+    exactly those Python packages).
 
     Raises:
         SandboxUnavailableError: the daemon did not answer.
@@ -183,6 +198,12 @@ def inspect_image(client: AnyClient, ref: str) -> ImageStatus:
             f"this server has {short(ours)} of {actana.__version__}: "
             f"rebuild with `{BUILD_COMMAND}`"
         )
+    carried = labels.get(PACKAGES_LABEL)
+    if problem is None and packages is not None and carried != packages_label(packages):
+        problem = (
+            f"image {ref} carries the Python packages {carried or '(none recorded)'}, "
+            f"wanted {packages_label(packages)}: rebuild with `{BUILD_COMMAND}`"
+        )
     return ImageStatus(
         ref,
         present=True,
@@ -192,13 +213,17 @@ def inspect_image(client: AnyClient, ref: str) -> ImageStatus:
         matches=problem is None,
         problem=problem,
         size=attrs.get("Size"),
+        packages=carried,
     )
 
 
 def assemble_context(directory: Path, root: Path | None = None) -> Path:
     """Fill `directory` with the build context: the Dockerfile and `runtime/actana/...` (the
-    runtime's .py files only, never server code or stale bytecode). Returns `directory`."""
+    runtime's .py files only, never server code or stale bytecode), and the (empty) folders the
+    packages go in (see `docker_image_packages.install_packages`). Returns `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
+    for folder in (SITE_DIR, SCRIPTS_DIR):
+        (directory / folder).mkdir(exist_ok=True)
     shutil.copyfile(DOCKERFILE, directory / "Dockerfile")
     for relative, path in runtime_sources(root or installed_root()):
         target = directory / "runtime" / relative
@@ -208,17 +233,25 @@ def assemble_context(directory: Path, root: Path | None = None) -> Path:
 
 
 def build_image(
-    settings: Settings, client: AnyClient, *, force: bool = False, log: Log = _ignore
+    settings: Settings,
+    client: AnyClient,
+    *,
+    force: bool = False,
+    log: Log = _ignore,
+    packages: Sequence[str] = (),
 ) -> ImageStatus:
-    """Make `image_ref(settings)` carry this server's runtime; a no-op when it already does.
+    """Make `image_ref(settings)` carry this server's runtime and Python packages (the
+    configured `sandbox_image_packages` plus `packages`); a no-op when it already does.
 
     Raises:
-        ImageBuildError: no base could be had, or the build failed (the message says where).
+        ImageBuildError: no base could be had, a package specifier is bad, the base's Python
+            differs from this host's, pip failed, or the build failed (the message says where).
         SandboxUnavailableError: the daemon did not answer.
     """
     api = _api(client)
     ref = image_ref(settings)
-    before = inspect_image(api, ref)
+    wanted = wanted_packages(settings.sandbox_image_packages, packages)
+    before = inspect_image(api, ref, wanted)
     if before.matches and not force:
         log(f"{ref} is up to date (runtime {short(before.fingerprint)})")
         return before
@@ -226,9 +259,15 @@ def build_image(
     # A base that has python3 and tini needs nothing from outside: build it offline.
     network = "none" if probe_base(api, base) else None
     log(f"building {ref} from {base} (network: {network or 'default'})")
+    interpreter = ""
+    if wanted:
+        version, interpreter = image_python(api, base)
+        check_same_python(version, base)
     with tempfile.TemporaryDirectory(prefix="actana-image-") as directory:
-        _run_build(api, assemble_context(Path(directory)), ref, base, network, force, log)
-    after = inspect_image(api, ref)
+        context = assemble_context(Path(directory))
+        install_packages(context, wanted, interpreter, log)
+        _run_build(api, context, ref, base, network, force, packages_label(wanted), log)
+    after = inspect_image(api, ref, wanted)
     if not after.matches:
         raise ImageBuildError(f"built {ref}, but it does not check out: {after.problem}")
     if before.image_id and before.image_id != after.image_id:
@@ -243,6 +282,7 @@ def _run_build(
     base: str,
     network: str | None,
     force: bool,
+    packages: str,
     log: Log,
 ) -> None:
     try:
@@ -253,6 +293,7 @@ def _run_build(
                 "BASE_IMAGE": base,
                 "ACTANA_VERSION": actana.__version__,
                 "ACTANA_RUNTIME": runtime_fingerprint(),
+                "ACTANA_PACKAGES": packages,
             },
             rm=True,
             forcerm=True,

@@ -4,7 +4,9 @@
 #
 # Build it with `actana sandbox build-image`, which also makes a base when none can be pulled
 # (debootstrap + `docker import`) and sets the labels the server checks at provision time. By
-# hand, from a context holding this file and `runtime/actana/{__init__.py,protocol,runtime}`:
+# hand, from a context holding this file, `runtime/actana/{__init__.py,protocol,runtime}` and the
+# folders `site/` (Python packages, `pip install --target site ...` with a Python of the image's
+# minor version) and `scripts/` (their console scripts, shebang `#!<the image's python3>`):
 #   docker build -f sandbox.Dockerfile --build-arg BASE_IMAGE=python:3.11-slim-bookworm \
 #     --build-arg ACTANA_VERSION=... --build-arg ACTANA_RUNTIME=<fingerprint> -t actana-sandbox:TAG .
 #
@@ -47,6 +49,17 @@ RUN command -v python3 >/dev/null || { echo "the base image has no python3 on PA
         print(*(d for d in dict.fromkeys(map(sysconfig.get_paths().get, names)) if os.path.isdir(d)))')"; \
     python3 -I -m compileall -q -j 0 -x '/(test|tests|idle_test)/' $python_dirs
 
+# Python packages (the mcp SDK, ...) change less often than the runtime: their layer comes first.
+# Like the runtime, they live outside site-packages and reach sys.path through a .pth file.
+COPY site/ /opt/actana-site/
+COPY scripts/ /usr/local/bin/
+RUN chown -R 0:0 /opt/actana-site; \
+    chmod -R u=rwX,go=rX /opt/actana-site; \
+    python3 -I -m compileall -q -j 0 -x '/(test|tests)/' /opt/actana-site; \
+    purelib="$(python3 -I -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
+    mkdir -p "$purelib"; \
+    echo /opt/actana-site >"$purelib/actana-site.pth"
+
 # The runtime lives outside site-packages so that it is obviously not an installed distribution;
 # `-I` ignores PYTHONPATH, so a .pth file in the interpreter's purelib puts it on sys.path.
 COPY runtime/ /opt/actana/
@@ -63,8 +76,10 @@ RUN chown -R 0:0 /opt/actana; \
 
 ARG ACTANA_VERSION=unknown
 ARG ACTANA_RUNTIME=unknown
+ARG ACTANA_PACKAGES=[]
 LABEL org.actana.version="${ACTANA_VERSION}" \
-      org.actana.runtime="${ACTANA_RUNTIME}"
+      org.actana.runtime="${ACTANA_RUNTIME}" \
+      org.actana.packages="${ACTANA_PACKAGES}"
 
 USER 10001:10001
 WORKDIR /workspace
