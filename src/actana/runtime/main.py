@@ -21,6 +21,7 @@ from actana.runtime.channel import Channel
 from actana.runtime.emit import Deadline, Emitter, RunFailure, describe
 from actana.runtime.hardening import Tokens, forbid_inspection, set_child_subreaper, take_tokens
 from actana.runtime.mcp.manager import McpTools, start_mcp
+from actana.runtime.netproxy import install_proxy_env
 from actana.runtime.tools.base import Tool
 from actana.runtime.tools.registry import Toolbox, build_tools
 from actana.runtime.upload import upload_outputs
@@ -172,4 +173,8 @@ def main(argv: list[str]) -> int:
         detail = f"{exc.args[0]} is not set" if isinstance(exc, KeyError) else str(exc)
         emitter.emit(ErrorEvent("sandbox_failed", f"the sandbox was started wrongly: {detail}"))
         return 1
+    try:  # before the setup script: it may install packages through the proxy
+        install_proxy_env(os.environ.get(ENV_CHANNEL, ""))
+    except OSError as exc:
+        emitter.log("warn", f"no loopback forwarder to the egress proxy: {describe(exc)}")
     return Runtime(emitter, tokens, channel, str(workspace)).run()
