@@ -85,7 +85,10 @@ def normalise_domain(raw: str, field: str) -> str:
         numeric = True
     if numeric:
         raise InvalidInputError(f"{raw!r} is an IP address; allow domain names only", field=field)
-    if len(bare) > 253 or len(labels) < 2 or not all(_DOMAIN_LABEL.match(x) for x in labels):
+    # One label is a host name (`localhost`, an intranet `mirror`: reachable only where the
+    # deployment exempts its network); a wildcard needs two, so `*.com` is refused.
+    too_short = len(labels) < (2 if wildcard else 1)
+    if len(bare) > 253 or too_short or not all(_DOMAIN_LABEL.match(x) for x in labels):
         raise InvalidInputError(
             f"{raw!r} is not a domain name like example.com or *.example.com", field=field
         )
