@@ -94,5 +94,6 @@ def test_the_backend_list_is_complete():
         "docker_image",
         "docker_image_base",
         "docker_image_packages",
+        "channel_dir",
     }
     assert modules - shared - {m for m in modules if m.startswith("conformance")} == BACKEND_MODULES

@@ -20,6 +20,7 @@ from actana.protocol.payloads import (
     RunLimits,
 )
 from actana.protocol.tools import BUILTIN_TOOLS, DEFAULT_TOOLS
+from actana.runs.skills import skill_specs
 from actana.security.otp import issue_session_token
 
 SESSION_GRACE = timedelta(seconds=30)
@@ -113,6 +114,7 @@ def build_config(context: AppContext, session: Session, run: Run) -> ConfigPaylo
             tool_output_bytes=context.settings.tool_output_bytes,
         ),
         session_token=token,
+        skills=skill_specs(session, agent),
         mcp_servers=_mcp_servers(session, agent),
         network=network_spec(session, agent),
     )

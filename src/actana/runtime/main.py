@@ -21,9 +21,10 @@ from actana.runtime.channel import Channel
 from actana.runtime.emit import Deadline, Emitter, RunFailure, describe
 from actana.runtime.hardening import Tokens, forbid_inspection, set_child_subreaper, take_tokens
 from actana.runtime.mcp.manager import McpTools, start_mcp
-from actana.runtime.netproxy import install_proxy_env
-from actana.runtime.tools.base import Tool
-from actana.runtime.tools.registry import Toolbox, build_tools
+from actana.runtime.netproxy import egress_socket_path, install_proxy_env
+from actana.runtime.skills import skills_root, system_prompt_section, usable_skills
+from actana.runtime.tools.base import Tool, ToolContext
+from actana.runtime.tools.registry import Toolbox, build_tools, offered_tools
 from actana.runtime.upload import upload_outputs
 
 USAGE = """\
@@ -99,17 +100,34 @@ class Runtime:
         )
         return 1
 
+    def _tool_context(self, config: ConfigPayload) -> ToolContext:
+        """What the run's tools share: the skills that made it into the sandbox, the network
+        policy and the egress proxy's socket (both next to the channel socket)."""
+        address = os.environ.get(ENV_CHANNEL, "")
+        root = skills_root(address)
+        skills, missing = usable_skills(config.skills, root)
+        if missing:
+            self.emitter.log(
+                "warn", f"skills left out (their files did not reach the sandbox): {missing}"
+            )
+        return ToolContext(
+            network=config.network,
+            egress_socket=egress_socket_path(address),
+            skills=skills,
+            skills_root=root,
+        )
+
     def _execute(self, config: ConfigPayload, mcp_tools: list[Tool]) -> str:
         deadline = Deadline(config.limits.deadline_ms)
-        catalogue = build_tools(config.limits)
-        unknown = [name for name in config.tools if name not in catalogue]
+        context = self._tool_context(config)
+        offered, unknown = offered_tools(config.tools, build_tools(config.limits), context)
         if unknown:
             self.emitter.log("warn", f"the run config names tools this runtime lacks: {unknown}")
-        toolbox = Toolbox(
-            [catalogue[name] for name in config.tools if name in catalogue] + mcp_tools,
-            self.workspace,
-            deadline.remaining,
-        )
+        toolbox = Toolbox(offered + mcp_tools, self.workspace, deadline.remaining, context)
+        section = system_prompt_section(context.skills, context.skills_root)
+        if section:  # progressive disclosure: names and descriptions only, bodies on request
+            prompt = config.agent.system_prompt
+            config.agent.system_prompt = f"{prompt}\n\n{section}" if prompt else section
         loop = AgentLoop(self.channel, config, toolbox, deadline, self.emitter)
         try:
             with self.emitter.phase("execution"):
