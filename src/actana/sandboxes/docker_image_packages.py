@@ -155,7 +155,10 @@ def _move_scripts(source: Path, target: Path, interpreter: str) -> None:
     if not source.is_dir():
         return
     for script in sorted(source.iterdir()):
-        if not script.is_file() or script.is_symlink() or script.name in RESERVED_SCRIPTS:
+        if not script.is_file() or script.is_symlink():
+            continue
+        if script.name in RESERVED_SCRIPTS:
+            script.unlink()
             continue
         data = script.read_bytes()
         first, newline, rest = data.partition(b"\n")

@@ -146,6 +146,7 @@ def start_mcp(
     wait = max(0.0, min(STARTUP_TIMEOUT_SEC, deadline.remaining()))
     concurrent.futures.wait(started, timeout=wait)
     timeout, output_cap = float(config.limits.tool_timeout_sec), config.limits.tool_output_bytes
+    offered: set[str] = set()
     for future, server in started.items():
         mcp._closers.append(server.close)
         if not future.done():
@@ -163,6 +164,14 @@ def start_mcp(
         entries = mcp.by_server.setdefault(server.name, {})
         for info in future.result():
             entry = McpTool(model_tool_name(server.name, info.name), server, info)
+            if entry.model_name in offered:  # two servers' names that sanitise alike
+                emitter.log(
+                    "warn",
+                    f"MCP tool {info.name!r} of {server.name!r} left out: "
+                    f"another tool is already offered as {entry.model_name}",
+                )
+                continue
+            offered.add(entry.model_name)
             entries[info.name] = entry
             mcp.tools.append(_as_tool(entry, timeout, output_cap))
     if mcp.by_server:
