@@ -58,7 +58,9 @@ def parse_query(query: str) -> list[Any]:
     text = query.strip()
     if text in ("", "."):
         return []
-    if not text.startswith((".", "[")):
+    if text.startswith(".["):
+        text = text[1:]  # jq's `.[0]` and `.[]`
+    elif not text.startswith((".", "[")):
         text = "." + text  # `items[0]` reads as `.items[0]`
     steps: list[Any] = []
     at = 0
@@ -239,7 +241,7 @@ def tools(limits: RunLimits) -> list[Tool]:
         Tool(
             "json_query",
             "Read a JSON file and select part of it. query is a path: '.' (all), '.key', "
-            "'[\"key with spaces\"]', '[0]' or '[-1]' (array items), '[]' (every item, giving a "
+            "'[\"key with spaces\"]', '[0]' or '[-1]' (array items), '[]' or '.[]' (every item: a "
             "list of matches), chained as in '.items[0].name' or '.items[].id'. Returns result "
             f"(indented JSON, cut at {out_cap} bytes with truncated set), and matches when [] "
             f"was used. Files up to {_MAX_JSON_BYTES} bytes.",
