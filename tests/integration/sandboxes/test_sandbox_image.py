@@ -171,12 +171,15 @@ def test_no_setuid_or_setgid_file(docker_client, sandbox_image):
 
 
 def test_no_server_code_or_server_dependency(docker_client, sandbox_image):
+    # The image carries the mcp SDK (sandbox_image_packages), and with it pydantic, httpx,
+    # uvicorn and cryptography: those are the SDK's, loaded only by runs with stdio MCP servers
+    # (tests/unit/runtime/test_imports.py checks the runtime never loads them otherwise).
     script = (
         "import importlib, json\n"
         "found = []\n"
         "for name in ('actana.api', 'actana.db', 'actana.cli', 'actana.runs', 'actana.settings',\n"
-        "             'actana.sandboxes', 'actana.security', 'fastapi', 'sqlalchemy', 'pydantic',\n"
-        "             'uvicorn', 'httpx', 'docker', 'cryptography'):\n"
+        "             'actana.sandboxes', 'actana.security', 'fastapi', 'sqlalchemy', 'docker',\n"
+        "             'psycopg', 'alembic', 'typer'):\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
         "        found.append(name)\n"
