@@ -234,3 +234,11 @@ def test_apply_patch_summary_is_capped_with_the_marker(tools: Tools, workspace: 
     assert result["truncated"] is True
     assert "[... output truncated:" in result["summary"]
     assert (workspace / "a-rather-long-directory-name/file-149.txt").read_text() == "x\n"
+
+
+def test_apply_patch_picks_the_nearest_of_several_matches(tools: Tools, workspace: Path) -> None:
+    block = "x\ny\nz\n"
+    (workspace / "r.txt").write_text(block + "gap\n" * 10 + block)
+    # The hunk says line 14: the second copy of the block, not the first.
+    tools.ok("apply_patch", patch="--- a/r.txt\n+++ b/r.txt\n@@ -14,3 +14,3 @@\n x\n-y\n+Y\n z\n")
+    assert (workspace / "r.txt").read_text() == block + "gap\n" * 10 + "x\nY\nz\n"

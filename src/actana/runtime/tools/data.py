@@ -152,7 +152,13 @@ def json_query(inv: Invocation) -> dict[str, Any]:
         raise ToolError(f"'{path}' is not valid JSON: {exc}") from None
     values, many = _select(document, steps)
     selected = values if many else values[0]
-    text, truncated = cap_text(json.dumps(selected, indent=2, ensure_ascii=False), inv.output_cap)
+    try:
+        shown = json.dumps(selected, indent=2, ensure_ascii=False)
+    except RecursionError:
+        raise ToolError(
+            "the selection is nested too deeply to show; select a deeper part"
+        ) from None
+    text, truncated = cap_text(shown, inv.output_cap)
     result: dict[str, Any] = {"path": display(inv.root, real), "result": text}
     if many:
         result["matches"] = len(values)

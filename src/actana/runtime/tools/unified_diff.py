@@ -175,8 +175,11 @@ def apply_hunks(lines: list[str], hunks: list[Hunk], name: str) -> list[str]:
 def _find(lines: list[str], block: list[str], expected: int, start: int) -> int:
     """Where `block` occurs in `lines` at or after `start`, nearest to `expected`; -1 if not."""
     last = len(lines) - len(block)
-    candidates = range(start, last + 1)
-    for at in sorted(candidates, key=lambda p: abs(p - expected)):
-        if lines[at : at + len(block)] == block:
-            return at
+    expected = min(max(expected, start), max(last, start))
+    first = block[0]
+    # Outward from where the hunk says it is: the nearest match wins, as with patch(1).
+    for distance in range(max(expected - start, last - expected) + 1):
+        for at in (expected - distance, expected + distance) if distance else (expected,):
+            if start <= at <= last and lines[at] == first and lines[at : at + len(block)] == block:
+                return at
     return -1
