@@ -2,7 +2,8 @@
 
 The runtime implements them (actana.runtime.tools); the server validates an agent's `tools`
 list against these names, so that a typo is a 422 when the agent is saved, not a silently
-missing tool in every run. A unit test keeps this list and the runtime's catalogue equal.
+missing tool in every run. The runtime's catalogue is this very list
+(actana.runtime.tools.registry.CATALOGUE_NAMES).
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ BUILTIN_TOOLS: tuple[str, ...] = (
     "write_file",
     "edit_file",
     "multi_edit",
-    "move_path",
-    "delete_path",
-    "file_info",
     # finding things
     "list_dir",
-    "tree",
     "glob",
     "grep",
-    # comparing and patching
+    "tree",
+    "file_info",
+    # moving things, comparing and patching
+    "move_path",
+    "delete_path",
     "diff_files",
     "apply_patch",
     # structured data and archives
@@ -31,12 +32,12 @@ BUILTIN_TOOLS: tuple[str, ...] = (
     # running code
     "bash",
     "python",
-    # the network (subject to the environment's policy)
+    # the network (subject to the environment's network policy)
     "http_request",
     "web_fetch",
     # the agent's own bookkeeping
-    "todo",
     "skill",
+    "todo",
     "finish",
 )
 """All 23 built-in tools, in the order they are offered to the model."""

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from actana.protocol.payloads import RunLimits, ToolSchema
+from actana.protocol.tools import BUILTIN_TOOLS
+from actana.protocol.tools import DEFAULT_TOOLS as PROTOCOL_DEFAULT_TOOLS
 from actana.runtime.emit import describe
 from actana.runtime.tools import (
     archive,
@@ -29,36 +31,12 @@ from actana.runtime.tools import (
 from actana.runtime.tools.base import Invocation, Tool, ToolContext, ToolError, check_args
 from actana.runtime.tools.paths import describe_os_error
 
-# Every built-in tool, in the order the model is shown them. Others rely on these names.
-CATALOGUE_NAMES: tuple[str, ...] = (
-    "read_file",
-    "write_file",
-    "edit_file",
-    "multi_edit",
-    "list_dir",
-    "glob",
-    "grep",
-    "tree",
-    "file_info",
-    "move_path",
-    "delete_path",
-    "diff_files",
-    "apply_patch",
-    "json_query",
-    "read_table",
-    "archive",
-    "bash",
-    "python",
-    "http_request",
-    "web_fetch",
-    "skill",
-    "todo",
-    "finish",
-)
-
-# What an agent gets when its `tools` field is null: the whole catalogue. `skill` is still only
-# offered to a run that has skills (see `offered_tools`): that depends on the run, not the agent.
-DEFAULT_TOOLS: tuple[str, ...] = CATALOGUE_NAMES
+# Every built-in tool, in the order the model is shown them, and the default set: the names are
+# the contract shared with the server (which checks an agent's `tools` against them).
+CATALOGUE_NAMES: tuple[str, ...] = BUILTIN_TOOLS
+# `skill` is still only offered to a run that has skills (see `offered_tools`): that depends on
+# the run, not the agent.
+DEFAULT_TOOLS: tuple[str, ...] = PROTOCOL_DEFAULT_TOOLS
 
 _FAMILIES = (files, search, manage, patch, data, archive, shell, web, skill, plan)
 
