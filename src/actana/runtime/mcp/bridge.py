@@ -25,11 +25,14 @@ BRIDGE_PATH = "/sandbox/v1/mcp"
 
 
 def _detail(exc: ChannelError) -> str:
-    """The control plane's own message when it sent one (`{"detail": ...}`), else the error."""
+    """The control plane's own message when it sent one (`{"error": {"message": ...}}`, or
+    `{"detail": ...}`), else the error."""
     try:
         body = json.loads(exc.body)
     except ValueError:
         body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # the API's error envelope: {"error": {"code", "message"}}
     if isinstance(body, dict):
         for key in ("detail", "message", "error"):
             if isinstance(body.get(key), str):
