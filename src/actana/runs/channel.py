@@ -20,8 +20,9 @@ from actana.api.context import AppContext
 from actana.api.errors import install_error_handlers
 from actana.api.routes import sandbox, sandbox_mcp
 from actana.mcp.bridge import close_run_sessions
-from actana.protocol.payloads import CHANNEL_EGRESS_SOCKET
+from actana.protocol.payloads import CHANNEL_EGRESS_SOCKET, CHANNEL_SKILLS_DIR
 from actana.runs.egress import EgressProxy
+from actana.runs.skills import remove_tree
 
 CHANNEL_SCOPE_KEY = "actana_channel_run"
 DIR_PREFIX = "actana-ch-"
@@ -32,6 +33,8 @@ def remove_leftover_dirs(run_id: str) -> int:
     removed = 0
     for directory in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}{run_id}-*"):
         if directory.is_dir() and not directory.is_symlink():
+            # Its skill folders are read-only: a worker that is not root must open them first.
+            remove_tree(directory / CHANNEL_SKILLS_DIR)
             shutil.rmtree(directory, ignore_errors=True)
             removed += 1
     return removed
