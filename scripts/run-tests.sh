@@ -4,6 +4,8 @@
 # one (.ci/postgres.sh); otherwise the PostgreSQL half is skipped and pytest says so.
 # Docker likewise: as root we install and start it (scripts/ensure-docker.sh) and build the
 # sandbox image; without a daemon the Docker tests skip (fail under ACTANA_TEST_REQUIRE_DOCKER=1).
+# Chromium for the browser tests likewise: as root on Debian we install the package
+# (scripts/ensure-chromium.sh); without it they skip (fail under ACTANA_TEST_REQUIRE_BROWSER=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,9 @@ if [ -z "${ACTANA_TEST_POSTGRES_URL:-}" ]; then
 fi
 if [ "$(id -u)" = 0 ]; then
   scripts/ensure-docker.sh || echo "note: no Docker daemon could be started; Docker tests will skip" >&2
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  scripts/ensure-chromium.sh >/dev/null || echo "note: chromium could not be installed; browser tests will skip" >&2
 fi
 # A no-op when the image is current; nothing at all without a daemon. A failed build is not fatal
 # here: the tests that need the image say why it is missing.
