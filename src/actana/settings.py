@@ -187,6 +187,14 @@ class Settings(BaseSettings):
     """Egress `log` lines (one per connection) written into a run's stream; past this they are
     counted and reported in one line at the run's end."""
 
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """How long a web UI sign-in lasts (absolute, from sign-in); revoking its API key ends it
+    sooner."""
+
+    web_trust_forwarded_proto: bool = False
+    """Believe `X-Forwarded-Proto` when deciding whether the web session cookie is `Secure`
+    (turn on behind a TLS-terminating proxy that sets it; off, a client could forge it)."""
+
     @field_validator("egress_allowed_networks")
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:

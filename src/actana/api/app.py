@@ -23,6 +23,7 @@ from actana.api.routes import (
     workspaces,
 )
 from actana.runs.worker import WorkerPool
+from actana.web.routes import install_web
 
 
 def create_app(context: AppContext, *, workers: int | None = None) -> FastAPI:
@@ -64,4 +65,5 @@ def create_app(context: AppContext, *, workers: int | None = None) -> FastAPI:
     app.include_router(runs.router, prefix=prefix)
     app.include_router(sandbox.router)
     app.include_router(sandbox_mcp.router)
+    install_web(app)  # the web UI under /ui (and / redirects there)
     return app

@@ -137,13 +137,26 @@ def list_runs(
     agent_id: str | None,
     limit: int,
     offset: int,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    prompt_contains: str | None = None,
 ) -> tuple[list[Run], int]:
-    """A page of the workspace's runs, newest first."""
+    """A page of the workspace's runs, newest first.
+
+    `created_from` is inclusive and `created_to` exclusive, so consecutive ranges never count a
+    run twice; `prompt_contains` matches case-insensitively, its `%` and `_` taken literally.
+    """
     where = [Run.workspace_id == workspace_id]
     if status:
         where.append(Run.status == status)
     if agent_id:
         where.append(Run.agent_id == agent_id)
+    if created_from is not None:
+        where.append(Run.created_at >= created_from)
+    if created_to is not None:
+        where.append(Run.created_at < created_to)
+    if prompt_contains:
+        where.append(Run.prompt.icontains(prompt_contains, autoescape=True))
     total = session.scalar(select(func.count()).where(*where)) or 0
     rows = session.scalars(
         select(Run)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Path
+from fastapi import Depends, Header, Path, Request
 
-from actana.api.deps import Caller, Context, get_caller
+from actana.api.deps import Caller, Context, caller_from_request
 from actana.api.routes.crud import crud_router
 from actana.crew import mcp_servers as service
 from actana.db.models import McpServer
@@ -25,13 +25,14 @@ router = crud_router(
 
 def _caller(
     context: Context,
+    request: Request,
     ws: Annotated[str, Path(description="Workspace id")],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Caller:
     # A session of its own, closed before the upstream is contacted: no database connection
     # is held while a slow MCP server answers.
     with context.database.session() as session:
-        return get_caller(session, ws, authorization)
+        return caller_from_request(session, ws, request)
 
 
 @router.post(

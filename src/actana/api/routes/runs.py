@@ -11,7 +11,7 @@ from urllib.parse import quote
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import ValidationError
+from pydantic import AwareDatetime, ValidationError
 
 from actana.api.bodies import read_capped_body
 from actana.api.deps import Context, CurrentCaller, DbSession
@@ -101,11 +101,28 @@ def list_runs(
     caller: CurrentCaller,
     status: Annotated[service.RunStatus | None, Query()] = None,
     agent_id: Annotated[str | None, Query()] = None,
+    created_from: Annotated[
+        AwareDatetime | None, Query(description="Runs created at or after (ISO 8601, with zone)")
+    ] = None,
+    created_to: Annotated[
+        AwareDatetime | None, Query(description="Runs created before (ISO 8601, with zone)")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=500, description="Text the prompt contains (any case)")
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[Public]:
     rows, total = service.list_runs(
-        session, caller.workspace_id, status=status, agent_id=agent_id, limit=limit, offset=offset
+        session,
+        caller.workspace_id,
+        status=status,
+        agent_id=agent_id,
+        created_from=created_from,
+        created_to=created_to,
+        prompt_contains=q,
+        limit=limit,
+        offset=offset,
     )
     return Page(items=[Public.of(r) for r in rows], total=total, limit=limit, offset=offset)
 
