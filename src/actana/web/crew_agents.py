@@ -137,6 +137,7 @@ def _form_page(
         skills=_ordered(options(session, Skill, ws), values["skill_ids"]),
         mcp_servers=_ordered(options(session, McpServer, ws), values["mcp_server_ids"]),
         builtin_tools=BUILTIN_TOOLS,
+        nav="agents",
     )
 
 
@@ -158,6 +159,7 @@ def list_agents(request: Request, user: WebUser, session: DbSession) -> Response
         endpoints=endpoints,
         environments=environments,
         pager=pager(offset, total),
+        nav="agents",
     )
 
 

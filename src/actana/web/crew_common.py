@@ -6,6 +6,7 @@ form <-> body translation only.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -27,10 +28,15 @@ OPTIONS_LIMIT = 1000
 """Choices offered in a select or a checkbox group (an agent's endpoint, skills, servers)."""
 
 
-async def _posted_form(request: Request) -> FormData:
+async def _posted_form(request: Request) -> AsyncIterator[FormData]:
     # Read in the event loop (it is async), so that the routes themselves can stay sync and
-    # run their database work in the thread pool.
-    return await request.form()
+    # run their database work in the thread pool. Uploaded files are spooled to temporary
+    # files: closed once the route is done with them.
+    form = await request.form()
+    try:
+        yield form
+    finally:
+        await form.close()
 
 
 PostedForm = Annotated[FormData, Depends(_posted_form)]

@@ -110,6 +110,7 @@ def _form_page(
         endpoint=endpoint,
         providers=[(p, p) for p in PROVIDERS],
         api_base=f"/api/v1/workspaces/{user.workspace_id}",
+        nav="model_endpoints",
     )
 
 
@@ -132,6 +133,7 @@ def list_endpoints(
         "crew/endpoints.html",
         endpoints=[service.to_public(context, session, row) for row in rows],
         pager=pager(offset, total),
+        nav="model_endpoints",
     )
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from actana.web import crew_agents, crew_endpoints
+from actana.web import crew_agents, crew_endpoints, crew_environments, crew_mcp, crew_skills
 
 router = APIRouter()
-for module in (crew_agents, crew_endpoints):
+for module in (crew_agents, crew_endpoints, crew_environments, crew_skills, crew_mcp):
     router.include_router(module.router)
