@@ -187,7 +187,7 @@ def create_agent(
         )
     except SAVE_ERRORS as exc:
         return _form_page(request, user, session, values, errors=_errors(exc))
-    return redirect(f"/agents/{row.id}")
+    return redirect(f"/agents/{row.id}", "Agent created.")
 
 
 @router.get("/agents/{agent_id}", name="ui_agent")
@@ -219,11 +219,11 @@ def update_agent(
         )
     except SAVE_ERRORS as exc:
         return _form_page(request, user, session, values, agent_id=agent_id, errors=_errors(exc))
-    return redirect(f"/agents/{agent_id}")
+    return redirect(f"/agents/{agent_id}", "Agent saved.")
 
 
 @router.post("/agents/{agent_id}/delete", name="ui_agent_delete")
 def delete_agent(agent_id: str, user: WebUser, form: PostedForm, context: Context) -> Response:
     checked_form(user, form)
     save(context, lambda s: service.delete(context, s, user.workspace_id, agent_id))
-    return redirect("/agents")
+    return redirect("/agents", "Agent deleted.")

@@ -156,7 +156,7 @@ def create_endpoint(
         )
     except SAVE_ERRORS as exc:
         return _form_page(request, user, values, errors=_errors(exc))
-    return redirect(f"/model-endpoints/{row.id}")
+    return redirect(f"/model-endpoints/{row.id}", "Model endpoint created.")
 
 
 @router.get("/model-endpoints/{endpoint_id}", name="ui_endpoint")
@@ -187,7 +187,7 @@ def update_endpoint(
         )
     except SAVE_ERRORS as exc:
         return _form_page(request, user, values, endpoint=endpoint, errors=_errors(exc))
-    return redirect(f"/model-endpoints/{endpoint_id}")
+    return redirect(f"/model-endpoints/{endpoint_id}", "Model endpoint saved.")
 
 
 @router.post("/model-endpoints/{endpoint_id}/delete", name="ui_endpoint_delete")
@@ -207,4 +207,4 @@ def delete_endpoint(
         values = _values_from_endpoint(endpoint)
         errors = {FORM: exc.message}
         return _form_page(request, user, values, endpoint=endpoint, errors=errors, status_code=409)
-    return redirect("/model-endpoints")
+    return redirect("/model-endpoints", "Model endpoint deleted.")
