@@ -132,6 +132,8 @@ class AssetRejected(InvalidInputError):
         file: the uploader's name of the offending file, escaped for display, or None.
         field: the form field at fault (the file field for file rules), or None.
         http_status: 413 for caps, 422 for extension/empty_name, 400 for bad_request.
+        fields: the text fields received before the rejection (`receive_assets` fills it), so
+            a form can be shown again with what was typed.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class AssetRejected(InvalidInputError):
         self.rule = rule
         self.file = file
         self.code = rule
+        self.fields: dict[str, str] = {}
         self.http_status = _STATUS[rule]
 
 
@@ -349,6 +352,9 @@ async def receive_assets(
         except MalformedMultipart as exc:
             raise AssetRejected("bad_request", str(exc)) from exc
         ok = True
+    except AssetRejected as exc:
+        exc.fields = dict(receiver.fields)
+        raise
     finally:
         receiver.finish(ok=ok)
     return receiver.stored, receiver.fields

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from actana.api.deps import Context, DbSession
 from actana.exceptions import ActanaError, AuthenticationError
 from actana.security.api_keys import authenticate_api_key
-from actana.web import crew_pages, runs_pages
+from actana.web import crew_pages, new_run, runs_pages
 from actana.web.auth import COOKIE_NAME, create_web_session, end_web_session, resolve_web_session
 from actana.web.security import (
     LOGIN_CSRF_COOKIE,
@@ -32,6 +32,8 @@ from actana.web.session import LoginRequired, WebUser, check_csrf, wants_json
 from actana.web.templating import STATIC_DIR, flash, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+# /ui/runs/new before /ui/runs/{run_id}, which would otherwise take "new" for an id.
+router.include_router(new_run.router)
 router.include_router(runs_pages.router)
 # Engineer B's crew pages: one include line below.
 router.include_router(crew_pages.router)

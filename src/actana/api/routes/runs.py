@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import AwareDatetime, ValidationError
+from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from actana.api.bodies import read_capped_body
 from actana.api.deps import Context, CurrentCaller, DbSession
@@ -21,6 +21,7 @@ from actana.db.models import Run
 from actana.exceptions import InvalidInputError, NotFoundError
 from actana.files.assets import AssetRejected, receive_assets
 from actana.runs import service, storage
+from actana.runs.chain import verify_run_dir
 from actana.runs.events import stream_events
 from actana.runs.ingest import RunRecorder
 from actana.runs.rules import asset_rules
@@ -199,6 +200,54 @@ def run_file(
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
             "X-Content-Type-Options": "nosniff",
         },
+    )
+
+
+class RunVerification(BaseModel):
+    """Whether the run's audit trail verifies (what `actana verify --run` checks)."""
+
+    state: Literal["verified", "tampered", "pending"]
+    """`pending`: the run has not ended, so there is no final hash to check against yet."""
+    message: str
+    lines: int
+    first_bad_line: int | None
+
+
+@router.get("/runs/{run_id}/verify", response_model=RunVerification)
+async def verify_run(run_id: str, context: Context, caller: CurrentCaller) -> RunVerification:
+    """Check the run's hash chain, its result.json and steps.json against its stream, and the
+    last line's hash against the one the database kept when the run ended (so a folder
+    rewritten with a rebuilt chain is caught too)."""
+    run = await to_thread.run_sync(_owned_run, context, caller.workspace_id, run_id)
+    if run.chain is None:
+        return RunVerification(
+            state="pending",
+            message=f"the run has not ended ({run.status})",
+            lines=0,
+            first_bad_line=None,
+        )
+    directory = storage.run_dir(context.settings, run.workspace_id, run.id)
+    report = await to_thread.run_sync(verify_run_dir, directory)
+    if not report.ok:
+        where = f"line {report.first_bad_line}: " if report.first_bad_line else ""
+        return RunVerification(
+            state="tampered",
+            message=f"{where}{report.reason}",
+            lines=report.lines,
+            first_bad_line=report.first_bad_line,
+        )
+    if report.chain != run.chain:
+        return RunVerification(
+            state="tampered",
+            message="the stream's last hash differs from the one recorded when the run ended",
+            lines=report.lines,
+            first_bad_line=None,
+        )
+    return RunVerification(
+        state="verified",
+        message=f"{report.lines} lines, chain intact",
+        lines=report.lines,
+        first_bad_line=None,
     )
 
 
