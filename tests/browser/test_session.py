@@ -113,6 +113,7 @@ def test_another_workspaces_run_is_not_found(
     wait_until(
         lambda: crew.run(run_id)["status"] not in ("queued", "running"), 20, "the run to end"
     )
+    assert crew.run(run_id)["status"] == "succeeded"
     api = f"/api/v1/workspaces/{workspace.id}/runs/{run_id}"
     paths = (f"/ui/runs/{run_id}", f"/ui/runs/{run_id}?replay=1", api, f"{api}/stream.jsonl")
 
