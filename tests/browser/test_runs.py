@@ -56,6 +56,16 @@ def wait_status(page: Page, status: str) -> None:
     assert page.locator("#run-status").text_content().strip() == status
 
 
+def save_screenshot(page: Page, run_id: str, path: str) -> None:
+    """The finished run's page without the "queued" flash, scrolled so that the phases and the
+    steps are in view (docs/screenshot.png)."""
+    page.goto(f"/ui/runs/{run_id}")
+    page.locator("#verify-badge[data-state=verified]").wait_for()
+    page.locator("#final-message").filter(has_text=FINAL).wait_for()
+    page.locator("#phases").evaluate("el => el.scrollIntoView()")
+    page.screenshot(path=path)
+
+
 def test_start_watch_download_replay(
     signed_in: Page, crew: Crew, context: AppContext, tmp_path: Path
 ) -> None:
@@ -90,7 +100,7 @@ def test_start_watch_download_replay(
     page.locator("#verify-badge[data-state=verified]").wait_for()
     assert crew.run(run_id)["status"] == "succeeded"
     if SCREENSHOT:
-        page.screenshot(path=SCREENSHOT)
+        save_screenshot(page, run_id, SCREENSHOT)
 
     # The output file: listed with its size, downloaded as an attachment with its name.
     link = page.locator("#output-files li.output-file a.download", has_text="report.md")
