@@ -88,7 +88,9 @@ def _runtime_from_this_tree(monkeypatch: pytest.MonkeyPatch) -> None:
 def chromium_path() -> str:
     """Debian's chromium (or ACTANA_TEST_CHROMIUM); skips, or fails in CI, when there is none."""
     named = os.environ.get("ACTANA_TEST_CHROMIUM", "")
-    found = named if named and os.access(named, os.X_OK) else shutil.which("chromium")
+    # A named binary that is not executable is reported, not replaced by the one on PATH.
+    usable = named if os.access(named, os.X_OK) else None
+    found = usable if named else shutil.which("chromium")
     if found:
         return found
     message = (
