@@ -33,6 +33,7 @@ from playwright.sync_api import (
     Dialog,
     Page,
     Playwright,
+    ViewportSize,
     sync_playwright,
 )
 
@@ -42,7 +43,7 @@ from actana.sandboxes.native import NativeSandboxBackend
 from tests.conftest import LiveServer, Tenant, make_tenant
 
 REQUIRE_BROWSER = os.environ.get("ACTANA_TEST_REQUIRE_BROWSER") == "1"
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 # Playwright waits this long for a selector or a condition before failing (ms). Runs on the
 # native sandbox finish in about a second; the margin is for a loaded CI machine.
 WAIT_MS = 20_000

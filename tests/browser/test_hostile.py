@@ -6,6 +6,8 @@ in replay, along with the escaped text being on the page and no injected element
 
 from __future__ import annotations
 
+from typing import Any
+
 from playwright.sync_api import Page
 
 from actana.api.context import AppContext
@@ -26,7 +28,7 @@ PRINT = (
     f"printf '%s\\n' '{SCRIPT_TAG}' '{IMG_TAG}'; "
     f"printf 'inert\\n' > 'assets/\"><svg onload=alert(3)>.txt'"
 )
-SCRIPT = [
+SCRIPT: list[dict[str, Any]] = [
     {"tool_calls": [{"name": "bash", "args": {"command": PRINT}}]},
     {"tool_calls": [{"name": "read_file", "args": {"path": ERROR_PATH}}]},
     {"tool_calls": [{"name": "bash", "args": {"command": gate_command()}}]},

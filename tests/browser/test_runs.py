@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Page
+from playwright.sync_api import FilePayload, Page
 
 from actana.api.context import AppContext
 from tests.browser.conftest import (
@@ -25,7 +26,7 @@ from tests.browser.conftest import (
 INPUT = b"region,sales\nnorth,120\nsouth,95\n"
 REPORT = "# Sales\n\nnorth leads with 120; south follows with 95.\n"
 FINAL = "Done: report.md summarises sales.csv."
-SCRIPT = [
+SCRIPT: list[dict[str, Any]] = [
     {"tool_calls": [{"name": "read_file", "args": {"path": "assets/sales.csv"}}]},
     {"tool_calls": [{"name": "bash", "args": {"command": gate_command()}}]},
     {
@@ -53,7 +54,7 @@ def step_names(page: Page) -> list[str]:
 
 def wait_status(page: Page, status: str) -> None:
     page.locator(f"#run[data-status={status}]").wait_for()
-    assert page.locator("#run-status").text_content().strip() == status
+    assert (page.locator("#run-status").text_content() or "").strip() == status
 
 
 def save_screenshot(page: Page, run_id: str, path: str) -> None:
@@ -75,7 +76,7 @@ def test_start_watch_download_replay(
     page.select_option("#agent", agent)
     page.fill("#prompt", "Summarise the attached sales figures into report.md")
     page.set_input_files(
-        "#files", files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": INPUT}]
+        "#files", files=[FilePayload(name="sales.csv", mimeType="text/csv", buffer=INPUT)]
     )
     page.click("#new-run-form button[type=submit]")
     page.wait_for_url(re.compile(r"/ui/runs/run_"))
@@ -94,8 +95,8 @@ def test_start_watch_download_replay(
     assert row.count() == 1
     assert row.get_attribute("data-status") == "succeeded"
     assert step_names(page) == ["read_file", "bash", "write_file"]
-    assert "released" in row.text_content()
-    assert "north,120" in page.locator(STEP).first.text_content()
+    assert "released" in (row.text_content() or "")
+    assert "north,120" in (page.locator(STEP).first.text_content() or "")
     page.locator("#final-message").filter(has_text=FINAL).wait_for()
     page.locator("#verify-badge[data-state=verified]").wait_for()
     assert crew.run(run_id)["status"] == "succeeded"
@@ -149,4 +150,4 @@ def test_cancel_a_long_run(signed_in: Page, crew: Crew) -> None:
     wait_status(page, "cancelled")
     assert page.locator("#cancel-button").is_hidden()
     assert wait_until(lambda: crew.run(run_id)["status"] == "cancelled", 10, "cancelled")
-    assert "slept the whole minute" not in page.locator("#content").text_content()
+    assert "slept the whole minute" not in (page.locator("#content").text_content() or "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import BrowserContext, Cookie, Page
 
 from actana.api.context import AppContext
 from tests.browser.conftest import Crew, PageWatch, sign_in, wait_until
@@ -15,8 +15,8 @@ from tests.conftest import LiveServer, Tenant, make_tenant
 COOKIE = "actana_session"
 
 
-def session_cookie(context: BrowserContext) -> dict[str, object] | None:
-    return next((dict(c) for c in context.cookies() if c["name"] == COOKIE), None)
+def session_cookie(context: BrowserContext) -> Cookie | None:
+    return next((c for c in context.cookies() if c["name"] == COOKIE), None)
 
 
 def status_of(page: Page, path: str) -> int:
@@ -60,7 +60,16 @@ def test_session_cookie_flags_and_sign_out(
     page.locator("#login-form").wait_for()
 
     # The server ended the session too: the old cookie, put back by hand, opens nothing.
-    browser_context.add_cookies([{**cookie, "name": COOKIE}])  # type: ignore[list-item]
+    browser_context.add_cookies(
+        [
+            {
+                "name": COOKIE,
+                "value": cookie["value"],
+                "domain": cookie["domain"],
+                "path": cookie["path"],
+            }
+        ]
+    )
     page.goto("/ui/")
     assert re.search(r"/ui/login", page.url), page.url
 
