@@ -183,10 +183,7 @@ def browser_context(browser: Browser, server: LiveServer) -> Iterator[BrowserCon
 
 @pytest.fixture
 def watch() -> PageWatch:
-    watch = PageWatch()
-    # Chromium asks for /favicon.ico on its own; the pages do not link one.
-    watch.expect_console_error(r"status of 404 .*/favicon\.ico\)$")
-    return watch
+    return PageWatch()
 
 
 @pytest.fixture

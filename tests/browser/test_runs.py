@@ -58,13 +58,12 @@ def wait_status(page: Page, status: str) -> None:
 
 
 def save_screenshot(page: Page, run_id: str, path: str) -> None:
-    """The finished run's page without the "queued" flash, scrolled so that the phases and the
-    steps are in view (docs/screenshot.png)."""
+    """The finished run's whole page without the "queued" flash: header, phases, steps, final
+    message and files (docs/screenshot.png)."""
     page.goto(f"/ui/runs/{run_id}")
     page.locator("#verify-badge[data-state=verified]").wait_for()
     page.locator("#final-message").filter(has_text=FINAL).wait_for()
-    page.locator("#phases").evaluate("el => el.scrollIntoView()")
-    page.screenshot(path=path)
+    page.screenshot(path=path, full_page=True)
 
 
 def test_start_watch_download_replay(
