@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,9 +35,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-import actana
 from actana.api.context import AppContext
-from actana.sandboxes.native import NativeSandboxBackend
 from tests.conftest import LiveServer, Tenant, make_tenant
 
 REQUIRE_BROWSER = os.environ.get("ACTANA_TEST_REQUIRE_BROWSER") == "1"
@@ -54,36 +50,6 @@ def database_url(tmp_path: Path) -> str:
     """SQLite only: these tests are about the pages, and every database test already runs on
     both databases; doing each browser test twice would double the slowest tier for nothing."""
     return f"sqlite:///{tmp_path / 'actana.db'}"
-
-
-def _sandbox_imports_another_tree() -> bool:
-    """Whether `python -I -m actana.runtime` (how the native sandbox starts) would import actana
-    from another source tree than this process: a shared editable venv used with PYTHONPATH
-    pointing at a git worktree. bubblewrap mounts only this tree, so the runtime could not start.
-    """
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", "import actana; print(actana.__file__)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return Path(out).resolve() != Path(actana.__file__).resolve()
-
-
-@pytest.fixture(autouse=True)
-def _runtime_from_this_tree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In the shared-venv-plus-worktree setup only (never in CI or a normal checkout): start the
-    runtime of this tree, which bubblewrap does mount, with it first on sys.path."""
-    if not _sandbox_imports_another_tree():
-        return
-    src = str(Path(actana.__file__).resolve().parent.parent)
-    code = (
-        f"import sys, runpy; sys.path.insert(0, {src!r}); "
-        "runpy.run_module('actana.runtime', run_name='__main__', alter_sys=True)"
-    )
-    monkeypatch.setattr(
-        NativeSandboxBackend, "runtime_command", lambda self: [sys.executable, "-I", "-c", code]
-    )
 
 
 def chromium_path() -> str:
