@@ -24,16 +24,18 @@ from tests.integration.containers.test_container_security import (
     tracked_runs,
     turns,
 )
-from tests.integration.runs.conftest import Runner, leaked_tokens, token_hashes
+from tests.integration.runs.conftest import (
+    PROXY_VARIABLES,
+    Runner,
+    leaked_tokens,
+    token_hashes,
+)
 
 # The sandbox's own variables (docker_config.container_request, sandboxes.base
 # .sandbox_environment) and those bash adds by itself. Anything else came from elsewhere.
 SANDBOX_VARIABLES = {
     "PATH", "LANG", "HOME", "PWD", "WORKSPACE_DIR", "ACTANA_CHANNEL", "ACTANA_RUN_ID",
-    "SHLVL", "_", "OLDPWD",
-    # The runtime's pointers to its loopback forwarder to the egress proxy (runtime.netproxy).
-    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-    "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "SHLVL", "_", "OLDPWD", *PROXY_VARIABLES,
 }  # fmt: skip
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=", re.MULTILINE)
 
