@@ -290,6 +290,9 @@ def test_the_owner_gets_through_on_every_route(world, tenant):
         # The run never ran (no workers here), so it has no output file: a 404 about the file.
         if op.path.endswith("/files/{name}") and "has no output file" in r.text:
             continue
+        # The world's MCP server is a stdio one, whose tools are only listed inside a sandbox.
+        if op.path.endswith("/discover") and r.status_code == 422 and "stdio" in r.text:
+            continue
         if not r.is_success:
             wrong.append(f"{op.method} {op.path}: {r.status_code} {r.text}")
     assert not wrong, "\n".join(wrong)

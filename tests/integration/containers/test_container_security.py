@@ -240,8 +240,10 @@ def test_inspect_of_a_live_sandbox_shows_the_hardened_configuration(
     assert mount["Destination"] == CHANNEL_DIR, mount
     assert mount["RW"] is False, mount
     source = Path(mount["Source"])
-    assert [p.name for p in source.iterdir()] == ["channel.sock"], list(source.iterdir())
-    assert stat.S_ISSOCK((source / "channel.sock").stat().st_mode)
+    # What the trusted side gives the run: its API and its egress proxy (no skills here).
+    names = sorted(p.name for p in source.iterdir())
+    assert names == ["channel.sock", "egress.sock"], list(source.iterdir())
+    assert all(stat.S_ISSOCK((source / name).stat().st_mode) for name in names)
     assert "docker" not in str(source), source
     assert [m["Target"] for m in host["Mounts"]] == [CHANNEL_DIR], host["Mounts"]
 

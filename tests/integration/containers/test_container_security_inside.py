@@ -24,13 +24,18 @@ from tests.integration.containers.test_container_security import (
     tracked_runs,
     turns,
 )
-from tests.integration.runs.conftest import Runner, leaked_tokens, token_hashes
+from tests.integration.runs.conftest import (
+    PROXY_VARIABLES,
+    Runner,
+    leaked_tokens,
+    token_hashes,
+)
 
 # The sandbox's own variables (docker_config.container_request, sandboxes.base
 # .sandbox_environment) and those bash adds by itself. Anything else came from elsewhere.
 SANDBOX_VARIABLES = {
     "PATH", "LANG", "HOME", "PWD", "WORKSPACE_DIR", "ACTANA_CHANNEL", "ACTANA_RUN_ID",
-    "SHLVL", "_", "OLDPWD",
+    "SHLVL", "_", "OLDPWD", *PROXY_VARIABLES,
 }  # fmt: skip
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=", re.MULTILINE)
 
@@ -178,13 +183,13 @@ def test_inside_a_sandbox_nothing_is_privileged_reachable_or_secret(
     assert escape.rstrip().endswith("setuid:"), f"setuid/setgid files in the image: {escape}"
 
     # No Docker (or containerd) socket: absent, not merely refused; no socket file at all
-    # besides the run channel.
+    # besides the run channel and the run's egress proxy.
     assert "cat /var/run/docker.sock=1" in sockets, sockets
     assert "cat /run/docker.sock=1" in sockets, sockets
     for path in ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock"):
         assert f"{path} 2\n" in sockets, sockets  # ENOENT
     found = sockets.split("sockets:", 1)[1].split()
-    assert set(found) <= {f"{CHANNEL_DIR}/channel.sock"}, found
+    assert set(found) <= {f"{CHANNEL_DIR}/channel.sock", f"{CHANNEL_DIR}/egress.sock"}, found
 
     # No network but the sandbox's own loopback: neither the server's port nor the test's
     # listener, on loopback or on any host address.

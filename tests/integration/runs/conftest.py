@@ -344,3 +344,11 @@ def read_to_terminal(lines: Iterator[dict[str, Any]], seen: list[dict[str, Any]]
         f"stream closed without a terminal line: {seen[-1]}"
     )
     return seen[-1]
+
+
+# What the runtime exports to every tool so that HTTP clients find its loopback forwarder to the
+# run's egress proxy (actana.runtime.netproxy), in both spellings clients read.
+PROXY_VARIABLES = frozenset(
+    {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
+    | {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+)

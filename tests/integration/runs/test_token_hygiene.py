@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.integration.runs.conftest import finished_steps, leaked_tokens, token_hashes
+from tests.integration.runs.conftest import (
+    PROXY_VARIABLES,
+    finished_steps,
+    leaked_tokens,
+    token_hashes,
+)
 
 ENV_PROBE = (
     "env; echo ---; cat /proc/self/environ | tr '\\0' '\\n'; echo ---; "
@@ -25,7 +30,7 @@ PY_PROBE = "import json, os; print(json.dumps(dict(os.environ)))"
 # those bash adds by itself. Anything else came from somewhere it must not.
 SANDBOX_VARIABLES = {
     "PATH", "LANG", "HOME", "PWD", "WORKSPACE_DIR", "ACTANA_CHANNEL", "ACTANA_RUN_ID",
-    "SHLVL", "_", "OLDPWD",
+    "SHLVL", "_", "OLDPWD", *PROXY_VARIABLES,
 }  # fmt: skip
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=", re.MULTILINE)
 
