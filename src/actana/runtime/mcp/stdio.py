@@ -183,6 +183,13 @@ class StdioServer:
                     await asyncio.wait_for(process.wait(), _EXIT_GRACE_SEC)
                 self._kill_group()
                 await process.wait()
+                # asyncio leaves the process transport (and its pipes) open until the garbage
+                # collector finalises it, with a ResourceWarning at a random later moment: close
+                # it now. On CPython 3.11 such a late finaliser can even break an unrelated
+                # ast.parse ("AST constructor recursion depth mismatch").
+                transport = getattr(process, "_transport", None)
+                if transport is not None:
+                    transport.close()
                 group.cancel_scope.cancel()
 
     async def _list_tools(self, session: ClientSession) -> list[ToolInfo]:
