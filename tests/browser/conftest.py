@@ -70,15 +70,19 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread for as long as it lives, and every later test that calls asyncio.run would fail with
+# "cannot be called from a running event loop". It stops when the browser tests are done.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """One headless Chromium for the session; each test gets a fresh context (cookies, storage)."""
+    """One headless Chromium for the browser tests; each test gets a fresh context (cookies,
+    storage)."""
     args = []
     if os.geteuid() == 0:
         # Chromium refuses to start as root with its own sandbox on (it needs an unprivileged
