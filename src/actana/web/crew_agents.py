@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from actana.crew import agents as service
 from actana.db.models import Agent, Environment, McpServer, ModelEndpoint, Skill
 from actana.protocol.tools import BUILTIN_TOOLS
-from actana.web.crew_common import options, render
-from actana.web.crew_crud import CrewPages, add_crew_routes
-from actana.web.crew_forms import FieldErrors, FormInvalid, chosen, text
+from actana.web.crew_common import options
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
+from actana.web.crew_forms import FormInvalid, chosen, text
 from actana.web.session import WebSession
 
 router = APIRouter()
@@ -96,32 +95,17 @@ def _ordered(rows: list[Any], selected: list[str]) -> list[Any]:
     return first + [row for row in rows if row.id not in selected]
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    session: Session,
-    values: dict[str, Any],
-    public: Any = None,
-    *,
-    errors: FieldErrors | None = None,
-    status_code: int = 200,
-) -> Response:
+def _form_context(user: WebSession, session: Session, values: Values, public: Any) -> Values:
+    """The workspace's endpoints, environments, skills and servers to choose from."""
     ws = user.workspace_id
-    return render(
-        request,
-        user,
-        "crew/agent_form.html",
-        errors=errors,
-        status_code=status_code,
-        values=values,
-        agent_id=public.id if public is not None else None,
-        endpoints=options(session, ModelEndpoint, ws),
-        environments=options(session, Environment, ws),
-        skills=_ordered(options(session, Skill, ws), values["skill_ids"]),
-        mcp_servers=_ordered(options(session, McpServer, ws), values["mcp_server_ids"]),
-        builtin_tools=BUILTIN_TOOLS,
-        nav="agents",
-    )
+    return {
+        "agent_id": public.id if public is not None else None,
+        "endpoints": options(session, ModelEndpoint, ws),
+        "environments": options(session, Environment, ws),
+        "skills": _ordered(options(session, Skill, ws), values["skill_ids"]),
+        "mcp_servers": _ordered(options(session, McpServer, ws), values["mcp_server_ids"]),
+        "builtin_tools": BUILTIN_TOOLS,
+    }
 
 
 def _new_values() -> dict[str, Any]:
@@ -145,7 +129,6 @@ def _list_names(session: Session, workspace_id: str) -> dict[str, Any]:
 PAGES = CrewPages(
     path="/agents",
     route="agent",
-    list_route="agents",
     noun="agent",
     model=Agent,
     service=service,
@@ -153,9 +136,8 @@ PAGES = CrewPages(
     update_schema=service.AgentUpdate,
     fields=FIELDS,
     nav="agents",
-    list_template="crew/agents.html",
-    list_key="agents",
-    form_page=_form_page,
+    form_template="crew/agent_form.html",
+    form_context=_form_context,
     new_values=_new_values,
     read_form=lambda form, _public, _context, _session: _values_from_form(form),
     from_public=_values_from_agent,

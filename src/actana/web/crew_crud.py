@@ -15,7 +15,7 @@ annotations must resolve against this module.
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -41,24 +41,13 @@ from actana.web.crew_common import (
 from actana.web.crew_forms import FORM, SAVE_ERRORS, FieldErrors, field_errors, nearest, save
 from actana.web.session import WebSession, WebUser
 
+Values = dict[str, Any]
+"""A form's values as the template shows them: what was typed, or the stored object's."""
 
-class FormPage(Protocol):
-    """Renders a resource's form: new when `public` is None, else the stored object's page."""
+FormContext = Callable[[WebSession, Session, Values, Any], Values]
+"""(user, session, values, stored public object or None) -> what else the form template needs."""
 
-    def __call__(
-        self,
-        request: Request,
-        user: WebSession,
-        session: Session,
-        values: dict[str, Any],
-        public: Any = None,
-        *,
-        errors: FieldErrors | None = None,
-        status_code: int = 200,
-    ) -> Response: ...
-
-
-ReadForm = Callable[[FormData, Any, AppContext, Session], dict[str, Any]]
+ReadForm = Callable[[FormData, Any, AppContext, Session], Values]
 """(form, stored public object or None, context, session) -> the values to show again."""
 
 
@@ -69,9 +58,8 @@ class CrewPages:
     path: str
     """Below /ui, e.g. `/model-endpoints`; the object's page is `{path}/{id}`."""
     route: str
-    """Route names: `ui_{route}`, `ui_{route}_new|create|update|delete`."""
-    list_route: str
-    """The list page's route name: `ui_{list_route}`."""
+    """Route names: `ui_{route}`, `ui_{route}_new|create|update|delete`; the list page's is
+    `ui_{route}s`, its template `crew/{route}s.html`, which lists them as `{route}s`."""
     noun: str
     """As in messages and 404s: "model endpoint", "MCP server"."""
     model: type[Base]
@@ -82,10 +70,8 @@ class CrewPages:
     fields: frozenset[str]
     """The form's fields: an error on a service path goes to the nearest of them."""
     nav: str
-    list_template: str
-    list_key: str
-    """The list template's name for the objects (`endpoints`, `servers`, ...)."""
-    form_page: FormPage
+    form_template: str
+    form_context: FormContext
     new_values: Callable[[], dict[str, Any]]
     read_form: ReadForm
     from_public: Callable[[Any], dict[str, Any]]
@@ -98,6 +84,8 @@ class CrewPages:
     """False: the list template gets the rows themselves (cheaper when `to_public` loads links)."""
     list_extra: Callable[[Session, str], dict[str, Any]] | None = None
     """(session, workspace id) -> more context for the list template."""
+    new_template: str | None = None
+    """A new object's own form page, when it is not `form_template` (skills)."""
 
     @property
     def title(self) -> str:
@@ -107,6 +95,31 @@ class CrewPages:
         if self.errors is not None:
             return self.errors(exc, values)
         return field_errors(exc, lambda path: nearest(path, self.fields))
+
+    def form_page(
+        self,
+        request: Request,
+        user: WebSession,
+        session: Session,
+        values: Values,
+        public: Any = None,
+        *,
+        errors: FieldErrors | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        """The form, blank or as typed (`public` None: a new object) or the stored object's
+        page; with errors it answers 422 unless `status_code` says otherwise."""
+        template = self.new_template if public is None and self.new_template else self.form_template
+        return render(
+            request,
+            user,
+            template,
+            errors=errors,
+            status_code=status_code,
+            values=values,
+            nav=self.nav,
+            **self.form_context(user, session, values, public),
+        )
 
     def public(self, context: AppContext, session: Session, user: WebSession, item_id: str) -> Any:
         """The object as the API shows it; 404 when it is not the workspace's."""
@@ -133,9 +146,14 @@ def add_crew_routes(router: APIRouter, pages: CrewPages) -> None:
             [p.service.to_public(context, session, row) for row in rows] if p.list_public else rows
         )
         extra = p.list_extra(session, user.workspace_id) if p.list_extra else {}
-        context_ = {p.list_key: items, **extra}
+        context_ = {p.route + "s": items, **extra}
         return render(
-            request, user, p.list_template, pager=pager(offset, total), nav=p.nav, **context_
+            request,
+            user,
+            f"crew/{p.route}s.html",
+            pager=pager(offset, total),
+            nav=p.nav,
+            **context_,
         )
 
     def new_page(request: Request, user: WebUser, session: DbSession) -> Response:
@@ -207,7 +225,7 @@ def add_crew_routes(router: APIRouter, pages: CrewPages) -> None:
 
     one = p.path + "/{item_id}"
     for path, route, method, name in (
-        (p.path, list_page, "GET", p.list_route),
+        (p.path, list_page, "GET", p.route + "s"),
         (p.path + "/new", new_page, "GET", p.route + "_new"),
         (p.path, create, "POST", p.route + "_create"),
         (one, show, "GET", p.route),

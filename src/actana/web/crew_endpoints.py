@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any, get_args
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from actana.crew import model_endpoints as service
 from actana.db.models import ModelEndpoint
-from actana.web.crew_common import render
-from actana.web.crew_crud import CrewPages, add_crew_routes
-from actana.web.crew_forms import FieldErrors, checked, json_field, text
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
+from actana.web.crew_forms import checked, json_field, text
 from actana.web.session import WebSession
 
 router = APIRouter()
@@ -66,28 +64,12 @@ def _body(form: FormData, values: dict[str, Any], *, creating: bool) -> dict[str
     return body
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    session: Session,
-    values: dict[str, Any],
-    public: Any = None,
-    *,
-    errors: FieldErrors | None = None,
-    status_code: int = 200,
-) -> Response:
-    return render(
-        request,
-        user,
-        "crew/endpoint_form.html",
-        errors=errors,
-        status_code=status_code,
-        values=values,
-        endpoint=public,
-        providers=[(p, p) for p in PROVIDERS],
-        api_base=f"/api/v1/workspaces/{user.workspace_id}",
-        nav="model_endpoints",
-    )
+def _form_context(user: WebSession, _session: Session, _values: Values, public: Any) -> Values:
+    return {
+        "endpoint": public,
+        "providers": [(p, p) for p in PROVIDERS],
+        "api_base": f"/api/v1/workspaces/{user.workspace_id}",
+    }
 
 
 def _new_values() -> dict[str, Any]:
@@ -99,7 +81,6 @@ def _new_values() -> dict[str, Any]:
 PAGES = CrewPages(
     path="/model-endpoints",
     route="endpoint",
-    list_route="endpoints",
     noun="model endpoint",
     model=ModelEndpoint,
     service=service,
@@ -107,9 +88,8 @@ PAGES = CrewPages(
     update_schema=service.ModelEndpointUpdate,
     fields=frozenset({"name", "provider", "model", "base_url", "api_key", "script"}),
     nav="model_endpoints",
-    list_template="crew/endpoints.html",
-    list_key="endpoints",
-    form_page=_form_page,
+    form_template="crew/endpoint_form.html",
+    form_context=_form_context,
     new_values=_new_values,
     read_form=lambda form, _public, _context, _session: _values_from_form(form),
     from_public=_values_from_endpoint,

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from actana.api.context import AppContext
 from actana.crew import environments as service
 from actana.db.models import Environment
-from actana.web.crew_common import render
-from actana.web.crew_crud import CrewPages, add_crew_routes
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
 from actana.web.crew_forms import FieldErrors, field_errors, lines, nearest, rows, text
 from actana.web.session import WebSession
 
@@ -119,33 +117,18 @@ def _resolver(origin: list[int]) -> Any:
     return resolve
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    session: Session,
-    values: dict[str, Any],
-    public: Any = None,
-    *,
-    errors: FieldErrors | None = None,
-    status_code: int = 200,
-) -> Response:
+def _form_context(_user: WebSession, _session: Session, values: Values, public: Any) -> Values:
+    """The variable rows, with blank ones to fill in below them."""
     start = max((row["row"] for row in values["variables"]), default=-1) + 1
     blanks = [
         {"row": start + i, "name": "", "value": "", "secret": False, "stored": False}
         for i in range(BLANK_ROWS)
     ]
-    return render(
-        request,
-        user,
-        "crew/environment_form.html",
-        errors=errors,
-        status_code=status_code,
-        values=values,
-        rows=values["variables"] + blanks,
-        environment_id=public.id if public is not None else None,
-        policies=[(p, p) for p in POLICIES],
-        nav="environments",
-    )
+    return {
+        "rows": values["variables"] + blanks,
+        "environment_id": public.id if public is not None else None,
+        "policies": [(p, p) for p in POLICIES],
+    }
 
 
 def _read_form(
@@ -172,7 +155,6 @@ def _errors(exc: Exception, values: dict[str, Any]) -> FieldErrors:
 PAGES = CrewPages(
     path="/environments",
     route="environment",
-    list_route="environments",
     noun="environment",
     model=Environment,
     service=service,
@@ -180,9 +162,8 @@ PAGES = CrewPages(
     update_schema=service.EnvironmentUpdate,
     fields=FIELDS,
     nav="environments",
-    list_template="crew/environments.html",
-    list_key="environments",
-    form_page=_form_page,
+    form_template="crew/environment_form.html",
+    form_context=_form_context,
     new_values=_new_values,
     read_form=_read_form,
     from_public=_values_from_environment,

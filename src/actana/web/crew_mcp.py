@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from actana.crew import mcp_servers as service
 from actana.db.models import McpServer
-from actana.web.crew_common import render
-from actana.web.crew_crud import CrewPages, add_crew_routes
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
 from actana.web.crew_forms import (
-    FieldErrors,
     FormInvalid,
     field_errors,
     lines,
@@ -119,32 +116,17 @@ def _resolver(values: dict[str, Any]) -> Any:
     return resolve
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    session: Session,
-    values: dict[str, Any],
-    public: Any = None,
-    *,
-    errors: FieldErrors | None = None,
-    status_code: int = 200,
-) -> Response:
+def _form_context(user: WebSession, _session: Session, values: Values, public: Any) -> Values:
+    """The header rows, with blank ones to fill in below them."""
     start = max((row["row"] for row in values["headers"]), default=-1) + 1
     blanks = [{"row": start + i, "name": "", "stored": False} for i in range(BLANK_ROWS)]
-    return render(
-        request,
-        user,
-        "crew/mcp_form.html",
-        errors=errors,
-        status_code=status_code,
-        values=values,
-        header_rows=values["headers"] + blanks,
-        server=public,
-        transports=[(t, t) for t in TRANSPORTS],
-        not_discoverable=service.STDIO_NOT_DISCOVERABLE,
-        api_base=f"/api/v1/workspaces/{user.workspace_id}",
-        nav="mcp_servers",
-    )
+    return {
+        "header_rows": values["headers"] + blanks,
+        "server": public,
+        "transports": [(t, t) for t in TRANSPORTS],
+        "not_discoverable": service.STDIO_NOT_DISCOVERABLE,
+        "api_base": f"/api/v1/workspaces/{user.workspace_id}",
+    }
 
 
 def _new_values() -> dict[str, Any]:
@@ -161,7 +143,6 @@ def _read_form(form: FormData, public: Any, _context: Any, _session: Any) -> dic
 PAGES = CrewPages(
     path="/mcp-servers",
     route="mcp_server",
-    list_route="mcp_servers",
     noun="MCP server",
     model=McpServer,
     service=service,
@@ -169,9 +150,8 @@ PAGES = CrewPages(
     update_schema=service.McpServerUpdate,
     fields=FIELDS,
     nav="mcp_servers",
-    list_template="crew/mcp_servers.html",
-    list_key="servers",
-    form_page=_form_page,
+    form_template="crew/mcp_form.html",
+    form_context=_form_context,
     new_values=_new_values,
     read_form=_read_form,
     from_public=_values_from_server,

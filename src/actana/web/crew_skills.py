@@ -19,8 +19,8 @@ from actana.api.deps import Context, DbSession
 from actana.api.routes.skills import _limits, _read_capped
 from actana.crew import skills as service
 from actana.db.models import Skill
-from actana.web.crew_common import PostedForm, checked_form, redirect, render
-from actana.web.crew_crud import CrewPages, add_crew_routes
+from actana.web.crew_common import PostedForm, checked_form, redirect
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
 from actana.web.crew_forms import (
     SAVE_ERRORS,
     FieldErrors,
@@ -70,37 +70,14 @@ def _bundle_bytes(request: Request, context: Context, form: FormData, field: str
     return _read_capped(request, cast(UploadFile, file), context.settings.skill_bundle_max_bytes)
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    session: Session,
-    values: dict[str, Any],
-    public: Any = None,
-    *,
-    errors: FieldErrors | None = None,
-    status_code: int = 200,
-) -> Response:
-    """A new skill has a page of its own (text or upload); a stored one its detail page."""
-    if public is None:
-        return render(
-            request, user, "crew/skill_new.html", errors=errors, values=values, nav="skills"
-        )
-    return render(
-        request,
-        user,
-        "crew/skill_detail.html",
-        errors=errors,
-        status_code=status_code,
-        skill=public,
-        values=values,
-        nav="skills",
-    )
+def _form_context(_user: WebSession, _session: Session, _values: Values, public: Any) -> Values:
+    # A new skill has a page of its own (SKILL.md text, or a bundle upload).
+    return {"skill": public}
 
 
 PAGES = CrewPages(
     path="/skills",
     route="skill",
-    list_route="skills",
     noun="skill",
     model=Skill,
     service=service,
@@ -108,9 +85,9 @@ PAGES = CrewPages(
     update_schema=service.SkillUpdate,
     fields=FIELDS,
     nav="skills",
-    list_template="crew/skills.html",
-    list_key="skills",
-    form_page=_form_page,
+    form_template="crew/skill_detail.html",
+    form_context=_form_context,
+    new_template="crew/skill_new.html",
     new_values=lambda: _values_from_form(FormData()),
     read_form=lambda form, _public, _context, _session: _values_from_form(form),
     from_public=_values_from_skill,
@@ -137,7 +114,7 @@ def upload_skill(
             ),
         )
     except SAVE_ERRORS as exc:
-        return _form_page(request, user, session, values, errors=_upload_errors(exc))
+        return PAGES.form_page(request, user, session, values, errors=_upload_errors(exc))
     return redirect(f"/skills/{row.id}", "Skill uploaded.")
 
 
@@ -164,7 +141,7 @@ def replace_bundle(
         # Whatever is wrong (the archive, or SKILL.md's front matter) is wrong with the file.
         errors = field_errors(exc, lambda _path: "replace_bundle")
         values = _values_from_skill(skill)
-        return _form_page(request, user, session, values, skill, errors=errors)
+        return PAGES.form_page(request, user, session, values, skill, errors=errors)
     return redirect(f"/skills/{skill_id}", "Bundle replaced.")
 
 
