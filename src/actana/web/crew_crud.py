@@ -70,15 +70,19 @@ class CrewPages:
     fields: frozenset[str]
     """The form's fields: an error on a service path goes to the nearest of them."""
     nav: str
+    """The navigation item shown as current on its pages."""
     form_template: str
+    """The form page: a new object's (unless `new_template`) and a stored one's."""
     form_context: FormContext
-    new_values: Callable[[], dict[str, Any]]
+    new_values: Callable[[], Values]
+    """A new object's form before anything is typed (its defaults)."""
     read_form: ReadForm
-    from_public: Callable[[Any], dict[str, Any]]
-    body: Callable[[FormData, dict[str, Any], bool], dict[str, Any]]
+    from_public: Callable[[Any], Values]
+    """A stored object (as `to_public` returns it) -> its form values."""
+    body: Callable[[FormData, Values, bool], dict[str, Any]]
     """(form, values, creating) -> the JSON body an API client would send; may raise
     `FormInvalid`."""
-    errors: Callable[[Exception, dict[str, Any]], FieldErrors] | None = None
+    errors: Callable[[Exception, Values], FieldErrors] | None = None
     """(exception, values) -> field messages; by default each goes to its nearest field."""
     list_public: bool = True
     """False: the list template gets the rows themselves (cheaper when `to_public` loads links)."""
@@ -91,7 +95,8 @@ class CrewPages:
     def title(self) -> str:
         return self.noun[0].upper() + self.noun[1:]
 
-    def field_errors(self, exc: Exception, values: dict[str, Any]) -> FieldErrors:
+    def field_errors(self, exc: Exception, values: Values) -> FieldErrors:
+        """A refused save's messages, keyed by the form field that shows each."""
         if self.errors is not None:
             return self.errors(exc, values)
         return field_errors(exc, lambda path: nearest(path, self.fields))
