@@ -94,3 +94,21 @@ def get_caller(
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+def get_caller_for_upstream(
+    context: Context,
+    request: Request,
+    ws: Annotated[str, Path(description="Workspace id")],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Caller:
+    """Like `get_caller`, but in a session of its own, closed before the route runs.
+
+    For routes that call an upstream (a model endpoint's test, an MCP server's discovery): no
+    database connection is held while a slow provider or server answers.
+    """
+    with context.database.session() as session:
+        return caller_from_request(session, ws, request)
+
+
+UpstreamCaller = Annotated[Caller, Depends(get_caller_for_upstream)]

@@ -9,37 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from actana.api.deps import Context, DbSession
 from actana.crew import agents as service
-from actana.crew.common import get_owned, list_owned
 from actana.db.models import Agent, Environment, McpServer, ModelEndpoint, Skill
 from actana.protocol.tools import BUILTIN_TOOLS
-from actana.web.crew_common import (
-    PAGE_SIZE,
-    PostedForm,
-    actor,
-    checked_form,
-    options,
-    page_offset,
-    pager,
-    redirect,
-    render,
-)
-from actana.web.crew_forms import (
-    SAVE_ERRORS,
-    FieldErrors,
-    FormInvalid,
-    chosen,
-    field_errors,
-    nearest,
-    save,
-    text,
-)
-from actana.web.session import WebSession, WebUser
+from actana.web.crew_common import options
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
+from actana.web.crew_forms import FormInvalid, chosen, text
+from actana.web.session import WebSession
 
 router = APIRouter()
 
@@ -115,115 +95,55 @@ def _ordered(rows: list[Any], selected: list[str]) -> list[Any]:
     return first + [row for row in rows if row.id not in selected]
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    session: DbSession,
-    values: dict[str, Any],
-    *,
-    agent_id: str | None = None,
-    errors: FieldErrors | None = None,
-) -> Response:
+def _form_context(user: WebSession, session: Session, values: Values, public: Any) -> Values:
+    """The workspace's endpoints, environments, skills and servers to choose from."""
     ws = user.workspace_id
-    return render(
-        request,
-        user,
-        "crew/agent_form.html",
-        errors=errors,
-        values=values,
-        agent_id=agent_id,
-        endpoints=options(session, ModelEndpoint, ws),
-        environments=options(session, Environment, ws),
-        skills=_ordered(options(session, Skill, ws), values["skill_ids"]),
-        mcp_servers=_ordered(options(session, McpServer, ws), values["mcp_server_ids"]),
-        builtin_tools=BUILTIN_TOOLS,
-        nav="agents",
-    )
+    return {
+        "agent_id": public.id if public is not None else None,
+        "endpoints": options(session, ModelEndpoint, ws),
+        "environments": options(session, Environment, ws),
+        "skills": _ordered(options(session, Skill, ws), values["skill_ids"]),
+        "mcp_servers": _ordered(options(session, McpServer, ws), values["mcp_server_ids"]),
+        "builtin_tools": BUILTIN_TOOLS,
+    }
 
 
-def _errors(exc: Exception) -> FieldErrors:
-    return field_errors(exc, lambda path: nearest(path, FIELDS))
-
-
-@router.get("/agents", name="ui_agents")
-def list_agents(request: Request, user: WebUser, session: DbSession) -> Response:
-    offset = page_offset(request)
-    rows, total = list_owned(session, Agent, user.workspace_id, limit=PAGE_SIZE, offset=offset)
-    endpoints = {row.id: row.name for row in options(session, ModelEndpoint, user.workspace_id)}
-    environments = {row.id: row.name for row in options(session, Environment, user.workspace_id)}
-    return render(
-        request,
-        user,
-        "crew/agents.html",
-        agents=rows,
-        endpoints=endpoints,
-        environments=environments,
-        pager=pager(offset, total),
-        nav="agents",
-    )
-
-
-@router.get("/agents/new", name="ui_agent_new")
-def new_agent(request: Request, user: WebUser, session: DbSession) -> Response:
+def _new_values() -> dict[str, Any]:
     fields = service.AgentCreate.model_fields
     values = _values_from_form(FormData())
     values.update(
         max_rounds=str(fields["max_rounds"].default),
         sandbox_flavor=fields["sandbox_flavor"].default,
     )
-    return _form_page(request, user, session, values)
+    return values
 
 
-@router.post("/agents", name="ui_agent_create")
-def create_agent(
-    request: Request, user: WebUser, form: PostedForm, context: Context, session: DbSession
-) -> Response:
-    values = _values_from_form(checked_form(user, form))
-    try:
-        body = service.AgentCreate.model_validate(_body(values))
-        row = save(
-            context,
-            lambda s: service.create(context, s, user.workspace_id, body, actor(user)),
-        )
-    except SAVE_ERRORS as exc:
-        return _form_page(request, user, session, values, errors=_errors(exc))
-    return redirect(f"/agents/{row.id}", "Agent created.")
+def _list_names(session: Session, workspace_id: str) -> dict[str, Any]:
+    """The list shows each agent's endpoint and environment by name."""
+    return {
+        "endpoints": {row.id: row.name for row in options(session, ModelEndpoint, workspace_id)},
+        "environments": {row.id: row.name for row in options(session, Environment, workspace_id)},
+    }
 
 
-@router.get("/agents/{agent_id}", name="ui_agent")
-def show_agent(
-    agent_id: str, request: Request, user: WebUser, context: Context, session: DbSession
-) -> Response:
-    row = get_owned(session, Agent, user.workspace_id, agent_id, "agent")
-    values = _values_from_agent(service.to_public(context, session, row))
-    return _form_page(request, user, session, values, agent_id=row.id)
-
-
-@router.post("/agents/{agent_id}", name="ui_agent_update")
-def update_agent(
-    agent_id: str,
-    request: Request,
-    user: WebUser,
-    form: PostedForm,
-    context: Context,
-    session: DbSession,
-) -> Response:
-    checked_form(user, form)
-    get_owned(session, Agent, user.workspace_id, agent_id, "agent")  # 404 before anything else
-    values = _values_from_form(form)
-    try:
-        body = service.AgentUpdate.model_validate(_body(values))
-        save(
-            context,
-            lambda s: service.update(context, s, user.workspace_id, agent_id, body, actor(user)),
-        )
-    except SAVE_ERRORS as exc:
-        return _form_page(request, user, session, values, agent_id=agent_id, errors=_errors(exc))
-    return redirect(f"/agents/{agent_id}", "Agent saved.")
-
-
-@router.post("/agents/{agent_id}/delete", name="ui_agent_delete")
-def delete_agent(agent_id: str, user: WebUser, form: PostedForm, context: Context) -> Response:
-    checked_form(user, form)
-    save(context, lambda s: service.delete(context, s, user.workspace_id, agent_id))
-    return redirect("/agents", "Agent deleted.")
+PAGES = CrewPages(
+    path="/agents",
+    route="agent",
+    noun="agent",
+    model=Agent,
+    service=service,
+    create_schema=service.AgentCreate,
+    update_schema=service.AgentUpdate,
+    fields=FIELDS,
+    nav="agents",
+    form_template="crew/agent_form.html",
+    form_context=_form_context,
+    new_values=_new_values,
+    read_form=lambda form, _public, _context, _session: _values_from_form(form),
+    from_public=_values_from_agent,
+    body=lambda _form, values, _creating: _body(values),
+    # The rows themselves: `to_public` would load every agent's skill and server links.
+    list_public=False,
+    list_extra=_list_names,
+)
+add_crew_routes(router, PAGES)

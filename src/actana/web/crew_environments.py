@@ -10,37 +10,16 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from actana.api.deps import Context, DbSession
+from actana.api.context import AppContext
 from actana.crew import environments as service
-from actana.crew.common import get_owned, list_owned
 from actana.db.models import Environment
-from actana.exceptions import ConflictError
-from actana.web.crew_common import (
-    PAGE_SIZE,
-    PostedForm,
-    actor,
-    checked_form,
-    page_offset,
-    pager,
-    redirect,
-    render,
-)
-from actana.web.crew_forms import (
-    FORM,
-    SAVE_ERRORS,
-    FieldErrors,
-    field_errors,
-    lines,
-    nearest,
-    rows,
-    save,
-    text,
-)
-from actana.web.session import WebSession, WebUser
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
+from actana.web.crew_forms import FieldErrors, field_errors, lines, nearest, rows, text
+from actana.web.session import WebSession
 
 router = APIRouter()
 
@@ -138,143 +117,57 @@ def _resolver(origin: list[int]) -> Any:
     return resolve
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    values: dict[str, Any],
-    *,
-    environment_id: str | None = None,
-    errors: FieldErrors | None = None,
-    status_code: int = 200,
-) -> Response:
+def _form_context(_user: WebSession, _session: Session, values: Values, public: Any) -> Values:
+    """The variable rows, with blank ones to fill in below them."""
     start = max((row["row"] for row in values["variables"]), default=-1) + 1
     blanks = [
         {"row": start + i, "name": "", "value": "", "secret": False, "stored": False}
         for i in range(BLANK_ROWS)
     ]
-    return render(
-        request,
-        user,
-        "crew/environment_form.html",
-        errors=errors,
-        status_code=status_code,
-        values=values,
-        rows=values["variables"] + blanks,
-        environment_id=environment_id,
-        policies=[(p, p) for p in POLICIES],
-        nav="environments",
-    )
+    return {
+        "rows": values["variables"] + blanks,
+        "environment_id": public.id if public is not None else None,
+        "policies": [(p, p) for p in POLICIES],
+    }
 
 
-def _stored_secrets(context: Context, session: DbSession, environment_id: str | None) -> set[str]:
-    if environment_id is None:
-        return set()
-    names = context.secrets.names(session, service.OWNER_KIND, environment_id)
-    return {name.removeprefix("var:") for name in names}
+def _read_form(
+    form: FormData, public: Any, context: AppContext, session: Session
+) -> dict[str, Any]:
+    """The typed values; on edit, which secret rows have a stored value to keep."""
+    stored: set[str] = set()
+    if public is not None:
+        names = context.secrets.names(session, service.OWNER_KIND, public.id)
+        stored = {name.removeprefix("var:") for name in names}
+    return _values_from_form(form, stored)
 
 
-def _public(context: Context, session: DbSession, user: WebSession, environment_id: str) -> Any:
-    row = get_owned(session, Environment, user.workspace_id, environment_id, "environment")
-    return service.to_public(context, session, row)
-
-
-@router.get("/environments", name="ui_environments")
-def list_environments(
-    request: Request, user: WebUser, context: Context, session: DbSession
-) -> Response:
-    offset = page_offset(request)
-    found, total = list_owned(
-        session, Environment, user.workspace_id, limit=PAGE_SIZE, offset=offset
-    )
-    return render(
-        request,
-        user,
-        "crew/environments.html",
-        environments=[service.to_public(context, session, row) for row in found],
-        pager=pager(offset, total),
-        nav="environments",
-    )
-
-
-@router.get("/environments/new", name="ui_environment_new")
-def new_environment(request: Request, user: WebUser) -> Response:
+def _new_values() -> dict[str, Any]:
     values = _values_from_form(FormData(), set())
     values["network_policy"] = "none"
-    return _form_page(request, user, values)
+    return values
 
 
-@router.post("/environments", name="ui_environment_create")
-def create_environment(
-    request: Request, user: WebUser, form: PostedForm, context: Context
-) -> Response:
-    values = _values_from_form(checked_form(user, form), set())
-    body, origin = _body(values)
-    try:
-        parsed = service.EnvironmentCreate.model_validate(body)
-        row = save(
-            context, lambda s: service.create(context, s, user.workspace_id, parsed, actor(user))
-        )
-    except SAVE_ERRORS as exc:
-        return _form_page(request, user, values, errors=field_errors(exc, _resolver(origin)))
-    return redirect(f"/environments/{row.id}", "Environment created.")
+def _errors(exc: Exception, values: dict[str, Any]) -> FieldErrors:
+    return field_errors(exc, _resolver(_body(values)[1]))
 
 
-@router.get("/environments/{environment_id}", name="ui_environment")
-def show_environment(
-    environment_id: str, request: Request, user: WebUser, context: Context, session: DbSession
-) -> Response:
-    environment = _public(context, session, user, environment_id)
-    values = _values_from_environment(environment)
-    return _form_page(request, user, values, environment_id=environment.id)
-
-
-@router.post("/environments/{environment_id}", name="ui_environment_update")
-def update_environment(
-    environment_id: str,
-    request: Request,
-    user: WebUser,
-    form: PostedForm,
-    context: Context,
-    session: DbSession,
-) -> Response:
-    checked_form(user, form)
-    _public(context, session, user, environment_id)  # 404 before anything else
-    values = _values_from_form(form, _stored_secrets(context, session, environment_id))
-    body, origin = _body(values)
-    try:
-        parsed = service.EnvironmentUpdate.model_validate(body)
-        save(
-            context,
-            lambda s: service.update(
-                context, s, user.workspace_id, environment_id, parsed, actor(user)
-            ),
-        )
-    except SAVE_ERRORS as exc:
-        errors = field_errors(exc, _resolver(origin))
-        return _form_page(request, user, values, environment_id=environment_id, errors=errors)
-    return redirect(f"/environments/{environment_id}", "Environment saved.")
-
-
-@router.post("/environments/{environment_id}/delete", name="ui_environment_delete")
-def delete_environment(
-    environment_id: str,
-    request: Request,
-    user: WebUser,
-    form: PostedForm,
-    context: Context,
-    session: DbSession,
-) -> Response:
-    checked_form(user, form)
-    try:
-        save(context, lambda s: service.delete(context, s, user.workspace_id, environment_id))
-    except ConflictError as exc:  # still used by an agent: say so on its page
-        values = _values_from_environment(_public(context, session, user, environment_id))
-        return _form_page(
-            request,
-            user,
-            values,
-            environment_id=environment_id,
-            errors={FORM: exc.message},
-            status_code=409,
-        )
-    return redirect("/environments", "Environment deleted.")
+PAGES = CrewPages(
+    path="/environments",
+    route="environment",
+    noun="environment",
+    model=Environment,
+    service=service,
+    create_schema=service.EnvironmentCreate,
+    update_schema=service.EnvironmentUpdate,
+    fields=FIELDS,
+    nav="environments",
+    form_template="crew/environment_form.html",
+    form_context=_form_context,
+    new_values=_new_values,
+    read_form=_read_form,
+    from_public=_values_from_environment,
+    body=lambda _form, values, _creating: _body(values)[0],
+    errors=_errors,
+)
+add_crew_routes(router, PAGES)

@@ -10,39 +10,23 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from actana.api.deps import Context, DbSession
 from actana.crew import mcp_servers as service
-from actana.crew.common import get_owned, list_owned
 from actana.db.models import McpServer
-from actana.exceptions import ConflictError
-from actana.web.crew_common import (
-    PAGE_SIZE,
-    PostedForm,
-    actor,
-    checked_form,
-    page_offset,
-    pager,
-    redirect,
-    render,
-)
+from actana.web.crew_crud import CrewPages, Values, add_crew_routes
 from actana.web.crew_forms import (
-    FORM,
-    SAVE_ERRORS,
-    FieldErrors,
     FormInvalid,
     field_errors,
     lines,
     nearest,
     pairs,
     rows,
-    save,
     text,
 )
-from actana.web.session import WebSession, WebUser
+from actana.web.session import WebSession
 
 router = APIRouter()
 
@@ -132,123 +116,46 @@ def _resolver(values: dict[str, Any]) -> Any:
     return resolve
 
 
-def _form_page(
-    request: Request,
-    user: WebSession,
-    values: dict[str, Any],
-    *,
-    server: service.McpServerPublic | None = None,
-    errors: FieldErrors | None = None,
-    status_code: int = 200,
-) -> Response:
+def _form_context(user: WebSession, _session: Session, values: Values, public: Any) -> Values:
+    """The header rows, with blank ones to fill in below them."""
     start = max((row["row"] for row in values["headers"]), default=-1) + 1
     blanks = [{"row": start + i, "name": "", "stored": False} for i in range(BLANK_ROWS)]
-    return render(
-        request,
-        user,
-        "crew/mcp_form.html",
-        errors=errors,
-        status_code=status_code,
-        values=values,
-        header_rows=values["headers"] + blanks,
-        server=server,
-        transports=[(t, t) for t in TRANSPORTS],
-        not_discoverable=service.STDIO_NOT_DISCOVERABLE,
-        api_base=f"/api/v1/workspaces/{user.workspace_id}",
-        nav="mcp_servers",
-    )
+    return {
+        "header_rows": values["headers"] + blanks,
+        "server": public,
+        "transports": [(t, t) for t in TRANSPORTS],
+        "not_discoverable": service.STDIO_NOT_DISCOVERABLE,
+        "api_base": f"/api/v1/workspaces/{user.workspace_id}",
+    }
 
 
-def _public(context: Context, session: DbSession, user: WebSession, server_id: str) -> Any:
-    row = get_owned(session, McpServer, user.workspace_id, server_id, "MCP server")
-    return service.to_public(context, session, row)
-
-
-def _save_errors(exc: Exception, values: dict[str, Any]) -> FieldErrors:
-    return field_errors(exc, _resolver(values))
-
-
-@router.get("/mcp-servers", name="ui_mcp_servers")
-def list_servers(request: Request, user: WebUser, context: Context, session: DbSession) -> Response:
-    offset = page_offset(request)
-    found, total = list_owned(session, McpServer, user.workspace_id, limit=PAGE_SIZE, offset=offset)
-    return render(
-        request,
-        user,
-        "crew/mcp_servers.html",
-        servers=[service.to_public(context, session, row) for row in found],
-        pager=pager(offset, total),
-        nav="mcp_servers",
-    )
-
-
-@router.get("/mcp-servers/new", name="ui_mcp_server_new")
-def new_server(request: Request, user: WebUser) -> Response:
+def _new_values() -> dict[str, Any]:
     values = _values_from_form(FormData(), set())
     values["transport"] = "stdio"
-    return _form_page(request, user, values)
+    return values
 
 
-@router.post("/mcp-servers", name="ui_mcp_server_create")
-def create_server(request: Request, user: WebUser, form: PostedForm, context: Context) -> Response:
-    values = _values_from_form(checked_form(user, form), set())
-    try:
-        body = service.McpServerCreate.model_validate(_body(form, values))
-        row = save(
-            context, lambda s: service.create(context, s, user.workspace_id, body, actor(user))
-        )
-    except SAVE_ERRORS as exc:
-        return _form_page(request, user, values, errors=_save_errors(exc, values))
-    return redirect(f"/mcp-servers/{row.id}", "MCP server created.")
+def _read_form(form: FormData, public: Any, _context: Any, _session: Any) -> dict[str, Any]:
+    # On edit, a header row left empty keeps its stored value.
+    return _values_from_form(form, set(public.headers_set) if public is not None else set())
 
 
-@router.get("/mcp-servers/{server_id}", name="ui_mcp_server")
-def show_server(
-    server_id: str, request: Request, user: WebUser, context: Context, session: DbSession
-) -> Response:
-    server = _public(context, session, user, server_id)
-    return _form_page(request, user, _values_from_server(server), server=server)
-
-
-@router.post("/mcp-servers/{server_id}", name="ui_mcp_server_update")
-def update_server(
-    server_id: str,
-    request: Request,
-    user: WebUser,
-    form: PostedForm,
-    context: Context,
-    session: DbSession,
-) -> Response:
-    checked_form(user, form)
-    server = _public(context, session, user, server_id)
-    values = _values_from_form(form, set(server.headers_set))
-    try:
-        body = service.McpServerUpdate.model_validate(_body(form, values))
-        save(
-            context,
-            lambda s: service.update(context, s, user.workspace_id, server_id, body, actor(user)),
-        )
-    except SAVE_ERRORS as exc:
-        errors = _save_errors(exc, values)
-        return _form_page(request, user, values, server=server, errors=errors)
-    return redirect(f"/mcp-servers/{server_id}", "MCP server saved.")
-
-
-@router.post("/mcp-servers/{server_id}/delete", name="ui_mcp_server_delete")
-def delete_server(
-    server_id: str,
-    request: Request,
-    user: WebUser,
-    form: PostedForm,
-    context: Context,
-    session: DbSession,
-) -> Response:
-    checked_form(user, form)
-    try:
-        save(context, lambda s: service.delete(context, s, user.workspace_id, server_id))
-    except ConflictError as exc:  # attached to an agent: say so on its page
-        server = _public(context, session, user, server_id)
-        values = _values_from_server(server)
-        errors = {FORM: exc.message}
-        return _form_page(request, user, values, server=server, errors=errors, status_code=409)
-    return redirect("/mcp-servers", "MCP server deleted.")
+PAGES = CrewPages(
+    path="/mcp-servers",
+    route="mcp_server",
+    noun="MCP server",
+    model=McpServer,
+    service=service,
+    create_schema=service.McpServerCreate,
+    update_schema=service.McpServerUpdate,
+    fields=FIELDS,
+    nav="mcp_servers",
+    form_template="crew/mcp_form.html",
+    form_context=_form_context,
+    new_values=_new_values,
+    read_form=_read_form,
+    from_public=_values_from_server,
+    body=lambda form, values, _creating: _body(form, values),
+    errors=lambda exc, values: field_errors(exc, _resolver(values)),
+)
+add_crew_routes(router, PAGES)

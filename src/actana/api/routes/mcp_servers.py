@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Header, Path, Request
-
-from actana.api.deps import Caller, Context, caller_from_request
+from actana.api.deps import Context, UpstreamCaller
 from actana.api.routes.crud import crud_router
 from actana.crew import mcp_servers as service
 from actana.db.models import McpServer
@@ -23,25 +19,13 @@ router = crud_router(
 )
 
 
-def _caller(
-    context: Context,
-    request: Request,
-    ws: Annotated[str, Path(description="Workspace id")],
-    authorization: Annotated[str | None, Header()] = None,
-) -> Caller:
-    # A session of its own, closed before the upstream is contacted: no database connection
-    # is held while a slow MCP server answers.
-    with context.database.session() as session:
-        return caller_from_request(session, ws, request)
-
-
 @router.post(
     "/{item_id}/discover",
     response_model=DiscoverResult,
     summary="List the tools of an http MCP server",
 )
 async def discover_mcp_server(
-    item_id: str, context: Context, caller: Annotated[Caller, Depends(_caller)]
+    item_id: str, context: Context, caller: UpstreamCaller
 ) -> DiscoverResult:
     """Connect to the server with its stored headers, initialize, and list its tools (at most
     20 s), so that a wrong URL or credential is found at setup rather than during a run.

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Header, Path, Request
-
-from actana.api.deps import Caller, Context, caller_from_request
+from actana.api.deps import Context, UpstreamCaller
 from actana.api.routes.crud import crud_router
 from actana.crew import model_endpoints as service
 from actana.db.models import ModelEndpoint
@@ -22,25 +18,13 @@ router = crud_router(
 )
 
 
-def _caller(
-    context: Context,
-    request: Request,
-    ws: Annotated[str, Path(description="Workspace id")],
-    authorization: Annotated[str | None, Header()] = None,
-) -> Caller:
-    # Like CurrentCaller, but with a session of its own that is closed before the upstream
-    # call: no database connection is held while a slow provider thinks.
-    with context.database.session() as session:
-        return caller_from_request(session, ws, request)
-
-
 @router.post(
     "/{item_id}/test",
     response_model=service.EndpointTryResult,
     summary="Test a model endpoint with one tiny call",
 )
 async def test_model_endpoint(
-    item_id: str, context: Context, caller: Annotated[Caller, Depends(_caller)]
+    item_id: str, context: Context, caller: UpstreamCaller
 ) -> service.EndpointTryResult:
     """One tiny call through the endpoint (a one-message request, `max_tokens` 64, one attempt,
     at most `ACTANA_MODEL_ENDPOINT_TEST_TIMEOUT_SEC`), so that a wrong key, model or base URL
