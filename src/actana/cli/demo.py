@@ -207,6 +207,7 @@ Try it yourself:
   .venv/bin/actana run hello "hi again"
   curl -s -H "Authorization: Bearer $ACTANA_API_KEY" {base}/api/v1/workspaces/{workspace_id}/runs
   API docs: {base}/docs
+  Web UI:   {base}/ui/  (sign in with the API key above)
 
 Use a real model: run the demo again with ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY
 set (ACTANA_DEMO_MODEL picks the model), or create a model endpoint (anthropic, openai, gemini or
