@@ -309,3 +309,43 @@ def test_stop_closes_open_tunnels_and_log_lines_are_capped() -> None:
             assert lines[0][1].startswith(f"egress: CONNECT localhost:{port} -> 127.0.0.1: 0 bytes")
 
     run(tunnels())
+
+
+def test_the_proxy_connects_to_the_address_it_checked_and_never_looks_the_name_up_again() -> None:
+    """DNS rebinding: a name that answers a harmless address for the check and a private one
+    afterwards. The proxy asks once per connection and connects to what it checked."""
+    lookups: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"] if len(lookups) == 1 else ["10.0.0.1"]
+
+    async def body() -> None:
+        lines: Lines = []
+        egress = EgressProxy(
+            EgressPolicy.build("allowlist", ["rebind.example"], LOOPBACK),
+            EgressLimits(),
+            lambda level, message: lines.append((level, message)),
+            resolver=rebinding,
+        )
+        async with upstream(echo) as port:
+            with tempfile.TemporaryDirectory(prefix="eg-") as directory:
+                path = Path(directory) / "egress.sock"
+                await egress.start(path)
+                try:
+                    head = f"CONNECT rebind.example:{port} HTTP/1.1\r\n\r\n".encode()
+                    answer, reader, writer = await ask(str(path), head)
+                    assert answer.startswith(b"HTTP/1.1 200"), answer
+                    writer.write(b"still the checked host")
+                    await writer.drain()
+                    assert await reader.readexactly(22) == b"still the checked host"
+                    writer.close()
+                    # A second connection gets a fresh lookup, and its private answer is refused.
+                    status, reason = await refusal(str(path), head)
+                    assert status == 403
+                    assert "10.0.0.1" in reason
+                finally:
+                    await egress.stop()
+        assert lookups == ["rebind.example", "rebind.example"]
+
+    run(body())
