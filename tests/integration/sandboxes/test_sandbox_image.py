@@ -18,6 +18,7 @@ from actana.sandboxes.docker_image import (
     RUNTIME_LABEL,
     VERSION_LABEL,
     build_image,
+    image_ref,
     inspect_image,
     installed_root,
     runtime_fingerprint,
@@ -75,18 +76,22 @@ def test_building_a_current_image_is_a_fast_no_op(docker_client, sandbox_image):
 
 
 def test_a_forced_rebuild_leaves_images_of_other_tags_alone(docker_client, sandbox_image):
-    # Same layers, so at first the same image as `sandbox_image` under a second tag; the forced
-    # rebuild then moves this tag, and the old image must survive under the other one.
+    # The same image under a second tag (tagged, not built: whether a second build reuses the
+    # cached layers is up to the daemon); the forced rebuild then moves this tag, and the old
+    # image must survive under the other one.
     settings = Settings(_env_file=None, sandbox_image_tag=f"test-{secrets.token_hex(4)}")
-    first = build_image(settings, docker_client)
+    original = attrs(docker_client, sandbox_image)["Id"]
+    repository, tag = image_ref(settings).rsplit(":", 1)
+    docker_client.api.tag(sandbox_image, repository, tag)
     try:
-        assert first.image_id == attrs(docker_client, sandbox_image)["Id"]
+        first = build_image(settings, docker_client)
+        assert first.image_id == original  # current already: nothing built
         rebuilt = build_image(settings, docker_client, force=True)
         assert rebuilt.matches
-        assert rebuilt.image_id != first.image_id
-        assert attrs(docker_client, sandbox_image)["Id"] == first.image_id
+        assert rebuilt.image_id != original
+        assert attrs(docker_client, sandbox_image)["Id"] == original
     finally:
-        docker_client.api.remove_image(first.ref)
+        docker_client.api.remove_image(image_ref(settings))
 
 
 def test_the_labels_name_this_runtime(docker_client, sandbox_image):
