@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import closing
+from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select
 from starlette.requests import Request
 
-from actana.db.models import WebSession
+from actana.db.models import WebSession, utcnow
 from actana.security.api_keys import revoke_api_key
 from actana.settings import Settings
 from actana.web.security import CSP, is_https
@@ -167,6 +168,25 @@ def test_revoking_the_api_key_ends_its_web_sessions(live_server, tenant, context
         # our JavaScript's requests get a 401, not a redirect to HTML
         r = client.get("/ui/runs", headers={"X-Requested-With": "fetch"})
         assert r.status_code == 401
+
+
+def test_an_expired_session_is_refused_and_swept_at_the_next_sign_in(
+    live_server, tenant, other_tenant, context
+):
+    with closing(sign_in(live_server.url, tenant.api_key)) as client:
+        assert client.get("/ui/").status_code == 200
+        with context.database.session() as session:
+            row = session.scalars(select(WebSession)).one()
+            row.expires_at = utcnow() - timedelta(seconds=1)
+            expired_id = row.id
+        assert client.get("/ui/").status_code == 303
+        assert client.get(tenant.path("/runs")).status_code == 401
+    # a sign-in by anyone (another workspace here) deletes every expired row
+    sign_in(live_server.url, other_tenant.api_key).close()
+    with context.database.session() as session:
+        left = session.scalars(select(WebSession)).all()
+    assert expired_id not in [row.id for row in left]
+    assert [row.workspace_id for row in left] == [other_tenant.id]
 
 
 def test_the_api_accepts_the_cookie_and_wants_the_csrf_header_on_posts(
