@@ -1,13 +1,9 @@
-"""Hostile-input-safe reading of uploaded skill bundles (zip, tar, tar.gz, tar.bz2, tar.xz).
+"""Uploaded skill bundles (zip, tar, tar.gz, tar.bz2, tar.xz): read them by the hostile-archive
+rules, and put the validated files on disk without following links (`write_members`).
 
-Everything about an upload is attacker-controlled: names, types, declared sizes, offsets and
-the compressed streams themselves. `read_archive` therefore validates all metadata before it
-touches any file data, then decompresses in bounded chunks while counting the bytes it really
-gets. The whole archive is rejected at the first broken rule; nothing is ever silently skipped
-or repaired. `write_members` puts the validated files on disk without following links.
-
-The rules and limits live in `archive_rules`, the format readers in `archive_zip` and
-`archive_tar`; this module is the public face and re-exports what callers need.
+The reading itself (`read_archive`, its rules and limits) lives in `actana.protocol.archives`,
+standard library only, because the sandbox's `archive` tool extracts by the very same rules;
+this module re-exports what the server's callers need.
 """
 
 from __future__ import annotations
@@ -17,53 +13,20 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from actana.files.archive_rules import (
-    PARSE_ERRORS,
+from actana.protocol.archives import (
     ArchiveLimits,
     ArchiveMember,
     ArchiveRejected,
-    describe,
     normalise_name,
     printable,
+    read_archive,
 )
-from actana.files.archive_tar import read_tar, tar_stream
-from actana.files.archive_zip import ZIP_MAGICS, read_zip
 
 __all__ = ["ArchiveLimits", "ArchiveMember", "ArchiveRejected", "read_archive", "write_members"]
 
-_DEFAULT_LIMITS = ArchiveLimits()
 # Paths handed to write_members were already held to the caller's limits when read; here we only
 # re-check that they are normalised and relative, so length and depth are not the point.
 _WRITE_LIMITS = ArchiveLimits(max_path_length=4096, max_depth=4096)
-
-
-def read_archive(data: bytes, limits: ArchiveLimits = _DEFAULT_LIMITS) -> list[ArchiveMember]:
-    """Read an uploaded zip or tar archive (plain, gzip, bzip2 or xz), checking every rule.
-
-    The format is detected from the content's magic bytes, never from a file name.
-
-    Args:
-        data: the raw upload.
-        limits: caps on entries, sizes, compression ratio and paths.
-
-    Returns:
-        The regular files, sorted by path. Directories are accepted but not returned.
-
-    Raises:
-        ArchiveRejected: at the first broken rule; its `rule` and `entry` say which and where.
-    """
-    try:
-        if data.startswith(ZIP_MAGICS):
-            members = read_zip(data, limits)
-        else:
-            members = read_tar(tar_stream(data, limits), limits)
-    except ArchiveRejected:
-        raise
-    except PARSE_ERRORS as exc:
-        raise ArchiveRejected(
-            "not_an_archive", None, f"it could not be parsed ({printable(describe(exc))})"
-        ) from exc
-    return sorted(members, key=lambda member: member.path)
 
 
 def write_members(members: Sequence[ArchiveMember], dest: Path) -> None:

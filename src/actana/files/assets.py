@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actana.exceptions import InvalidInputError
-from actana.files.archive_rules import printable
 from actana.files.uploads import (
     ExclusiveFolder,
     MalformedMultipart,
@@ -42,6 +41,7 @@ from actana.files.uploads import (
 )
 from actana.files.uploads import dedupe_name as dedupe_name  # re-exported: part of this API
 from actana.files.uploads import sanitize_name as sanitize_name
+from actana.protocol.archives import printable
 
 # The allow-list is about what a file can do once it leaves the sandbox, not about what the agent
 # can read: no executables or installers (.exe .dll .so .msi .bat .cmd .ps1 .vbs .jar .apk),

@@ -1,9 +1,10 @@
 """The `archive` tool: create, list and extract zip and tar(.gz/.bz2/.xz) archives.
 
-Extraction follows the hostile-archive rules of `archive_rules` and is all or nothing: every
-entry is checked and read into memory (at most the total cap) and every target is checked — no
-existing file in the way unless overwrite, no symlink on the way, nothing outside the
-destination — before the first file is written. Creating never follows a symlink: links and
+Extraction reads the archive by the hostile-archive rules the server holds uploaded bundles to
+(`actana.protocol.archives`, one implementation for both) and is all or nothing: every entry is
+checked and read into memory (at most the total cap) and every target is checked — no existing
+file in the way unless overwrite, no symlink on the way, nothing outside the destination —
+before the first file is written. Creating never follows a symlink: links and
 special files met on the way are left out and listed in `skipped`.
 """
 
@@ -19,10 +20,11 @@ import tarfile
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
+from actana.protocol.archives import ArchiveLimits, ArchiveRejected, read_archive
 from actana.protocol.payloads import RunLimits
-from actana.runtime.tools.archive_rules import Budget, Entry, Limits, tar_entries, zip_entries
 from actana.runtime.tools.base import (
     MAX_ENTRIES,
     PATH_ARG,
@@ -34,7 +36,7 @@ from actana.runtime.tools.base import (
 )
 from actana.runtime.tools.paths import display, inside, open_for_write, resolve, resolve_for_write
 
-LIMITS = Limits()
+LIMITS = ArchiveLimits()
 # An archive file bigger than this is not opened at all (its index alone could be huge).
 _MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
 # Creating: what may go in (the workspace's own files, still bounded).
@@ -72,21 +74,33 @@ def _open_existing(inv: Invocation, path: str) -> tuple[str, int]:
     return real, size
 
 
-def _entries(real: str, size: int, budget: Budget) -> list[Entry]:
-    """Every checked entry of the archive at `real` (zip or any tar), or a refusal."""
+@dataclass(frozen=True)
+class Entry:
+    """One checked entry to extract: a folder (data None) or a regular file with its data."""
+
+    path: str
+    data: bytes | None
+    executable: bool
+
+
+def _entries(real: str, shown: str) -> list[Entry]:
+    """Every checked entry of the archive at `real` (zip or any tar), folders first, or a
+    refusal that says which entry broke which rule."""
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as source:
+        data = source.read(_MAX_ARCHIVE_BYTES + 1)
+    folders: list[str] = []
     try:
-        if zipfile.is_zipfile(real):
-            with zipfile.ZipFile(real) as archive:
-                return list(zip_entries(archive, budget))
-        with tarfile.open(real, "r:*") as archive:
-            return list(tar_entries(archive, size, budget))
-    except ToolError:
-        raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ToolError(
-            f"'{display(os.path.dirname(real), real)}' is not a zip or tar archive this tool "
-            f"can read ({type(exc).__name__}: {exc})"
-        ) from None
+        files = read_archive(data, LIMITS, folders)
+    except ArchiveRejected as exc:
+        if exc.rule == "not_an_archive" and exc.entry is None:
+            raise ToolError(
+                f"'{shown}' is not a zip or tar archive this tool can read: {exc.problem}"
+            ) from None
+        raise ToolError(f"{exc} Nothing was extracted.") from None
+    return [Entry(path, None, False) for path in folders] + [
+        Entry(member.path, member.data, member.executable) for member in files
+    ]
 
 
 def _list(inv: Invocation) -> dict[str, Any]:
@@ -130,11 +144,11 @@ def _tar_kind(info: tarfile.TarInfo) -> str:
 
 
 def _extract(inv: Invocation) -> dict[str, Any]:
-    real, size = _open_existing(inv, inv.args["archive"])
+    real, _ = _open_existing(inv, inv.args["archive"])
     destination = resolve(inv.root, inv.args.get("destination", "."))
     if os.path.exists(destination) and not os.path.isdir(destination):
         raise ToolError(f"the destination '{display(inv.root, destination)}' is not a directory")
-    entries = _entries(real, size, Budget(LIMITS, time.monotonic() + inv.timeout_sec))
+    entries = _entries(real, display(inv.root, real))
     overwrite = inv.args.get("overwrite", False)
     for entry in entries:  # every target checked before anything is written
         _check_target(inv.root, destination, entry, overwrite)

@@ -1,9 +1,9 @@
-"""Types, limits, the rejection error and the shared rules of `actana.files.archive`.
+"""Types, limits, the rejection error and the shared rules of the hostile-archive readers.
 
 Kept apart from the format readers so that the policy can be read (and audited) on its own:
 every archive format funnels its entry names through `normalise_name` and `NameRegistry`, its
 declared sizes through `check_declared` and its file data through `read_counted`. Import the
-public names from `actana.files.archive`, which re-exports them.
+public names from `actana.protocol.archives`, which re-exports them.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ _MAX_SHOWN_CHARS = 200
 _REBUILD = "re-create the archive with a standard tool"
 # What to tell the uploader to do about each rule. The problem itself is described per entry.
 _FIXES: dict[str, str] = {
-    "path_traversal": "store every path relative to the bundle root, without '..' components",
-    "absolute_path": "store every path relative to the bundle root (no leading '/', no drive)",
+    "path_traversal": "store every path relative to the archive root, without '..' components",
+    "absolute_path": "store every path relative to the archive root (no leading '/', no drive)",
     "bad_name": "rename the entry using printable UTF-8 characters with '/' as separator",
     "path_too_long": "shorten the path",
     "too_deep": "flatten the directory structure",
@@ -36,13 +36,13 @@ _FIXES: dict[str, str] = {
     "symlink": "replace the link with a copy of the file it points to",
     "hardlink": "replace the link with a copy of the file it points to",
     "special_file": "include only regular files and directories",
-    "encrypted": "upload the bundle without encryption or a password",
+    "encrypted": "store the files without encryption or a password",
     "unsupported": "re-create the zip with the 'stored' or 'deflate' compression method",
-    "too_many_entries": "bundle fewer files",
-    "too_large": "make the bundle smaller",
-    "ratio": "upload the file without extreme compression (or make it smaller)",
+    "too_many_entries": "put fewer files in the archive",
+    "too_large": "make the archive smaller",
+    "ratio": "compress it less (or make it smaller)",
     "overlap": "re-create the archive with a standard zip tool",
-    "not_an_archive": "upload a zip, tar, tar.gz, tar.bz2 or tar.xz made by a standard tool",
+    "not_an_archive": "use a zip, tar, tar.gz, tar.bz2 or tar.xz made by a standard tool",
 }
 
 # Parsers of attacker-controlled bytes fail in many ways; all of them mean "not an archive we

@@ -1,4 +1,4 @@
-"""The zip reader behind `actana.files.archive.read_archive`.
+"""The zip reader behind `read_archive` (`actana.protocol.archives`).
 
 All metadata (count, names, types, flags, declared sizes and ratios, byte layout) is checked
 before any entry is decompressed; data is then read in bounded chunks and counted.
@@ -14,7 +14,7 @@ import struct
 import zipfile
 from typing import IO
 
-from actana.files.archive_rules import (
+from actana.protocol.archives.rules import (
     ArchiveLimits,
     ArchiveMember,
     ArchiveRejected,
@@ -43,12 +43,15 @@ _SPECIAL_MODES = {
 }
 
 
-def read_zip(data: bytes, limits: ArchiveLimits) -> list[ArchiveMember]:
+def read_zip(
+    data: bytes, limits: ArchiveLimits, directories: list[str] | None = None
+) -> list[ArchiveMember]:
     """Read a zip archive held in memory, enforcing every rule.
 
     Args:
         data: the whole zip file.
         limits: the caps to enforce.
+        directories: if given, the normalised paths of the directory entries are added to it.
 
     Returns:
         The regular files, in archive order.
@@ -76,10 +79,13 @@ def read_zip(data: bytes, limits: ArchiveLimits) -> list[ArchiveMember]:
         total = 0
         for info in infos:
             item = _check_zip_entry(info, limits, registry)
-            if item is not None:
-                total += item.declared
-                check_declared(item, total, limits)
-                plan.append((info, item))
+            if isinstance(item, str):
+                if item and directories is not None:
+                    directories.append(item)
+                continue
+            total += item.declared
+            check_declared(item, total, limits)
+            plan.append((info, item))
         _check_zip_layout(data, infos, archive.start_dir)
 
         def open_entry(info: zipfile.ZipInfo) -> IO[bytes]:
@@ -113,8 +119,8 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
 
 def _check_zip_entry(
     info: zipfile.ZipInfo, limits: ArchiveLimits, registry: NameRegistry
-) -> PlannedFile | None:
-    """Check one zip entry's metadata; return the file to read, or None for a directory."""
+) -> PlannedFile | str:
+    """Check one zip entry's metadata; return the file to read, or a directory's path."""
     name = _zip_name(info)
     shown = printable(name)
     mode = info.external_attr >> 16
@@ -135,7 +141,7 @@ def _check_zip_entry(
     if is_dir:
         if info.file_size:
             raise ArchiveRejected("special_file", shown, "it is a directory that carries data")
-        return None
+        return path
     if info.compress_type not in _ZIP_METHODS:
         raise ArchiveRejected(
             "unsupported", shown, f"it uses compression method {info.compress_type}"

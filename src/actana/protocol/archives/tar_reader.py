@@ -1,4 +1,4 @@
-"""The tar reader (plain, gzip, bzip2, xz) behind `actana.files.archive.read_archive`.
+"""The tar reader (plain, gzip, bzip2, xz) behind `read_archive` (`actana.protocol.archives`).
 
 The compressed stream is inflated under a cap first; then all headers are checked before any
 file data is read, and the data is read in bounded chunks and counted.
@@ -14,7 +14,7 @@ import stat
 import tarfile
 from typing import IO
 
-from actana.files.archive_rules import (
+from actana.protocol.archives.rules import (
     ArchiveLimits,
     ArchiveMember,
     ArchiveRejected,
@@ -99,12 +99,15 @@ def _require_tar_magic(head: bytes) -> None:
         raise ArchiveRejected("not_an_archive", None, "it is neither a zip nor a tar archive")
 
 
-def read_tar(buf: bytes, limits: ArchiveLimits) -> list[ArchiveMember]:
+def read_tar(
+    buf: bytes, limits: ArchiveLimits, directories: list[str] | None = None
+) -> list[ArchiveMember]:
     """Read an uncompressed tar archive held in memory, enforcing every rule.
 
     Args:
         buf: the tar stream, as returned by `tar_stream`.
         limits: the caps to enforce.
+        directories: if given, the normalised paths of the directory entries are added to it.
 
     Returns:
         The regular files, in archive order.
@@ -129,10 +132,13 @@ def read_tar(buf: bytes, limits: ArchiveLimits) -> list[ArchiveMember]:
                     "too_many_entries", None, f"it has more than {limits.max_entries} entries"
                 )
             item = _check_tar_entry(info, limits, registry)
-            if item is not None:
-                total += item.declared
-                check_declared(item, total, limits)
-                plan.append((info, item))
+            if isinstance(item, str):
+                if item and directories is not None:
+                    directories.append(item)
+                continue
+            total += item.declared
+            check_declared(item, total, limits)
+            plan.append((info, item))
         # tarfile ends quietly at the first unreadable header; demand a real end-of-archive
         # marker so that a truncated or corrupted archive is not taken for a shorter one.
         tail = buf[archive.offset :]
@@ -154,8 +160,8 @@ def read_tar(buf: bytes, limits: ArchiveLimits) -> list[ArchiveMember]:
 
 def _check_tar_entry(
     info: tarfile.TarInfo, limits: ArchiveLimits, registry: NameRegistry
-) -> PlannedFile | None:
-    """Check one tar entry's metadata; return the file to read, or None for a directory."""
+) -> PlannedFile | str:
+    """Check one tar entry's metadata; return the file to read, or a directory's path."""
     shown = printable(info.name)
     if info.issym():
         raise ArchiveRejected(
@@ -176,7 +182,7 @@ def _check_tar_entry(
     if path:
         registry.add(path, is_dir=is_dir, shown=shown)
     if is_dir:
-        return None
+        return path
     return PlannedFile(path, shown, bool(info.mode & stat.S_IXUSR), info.size)
 
 
