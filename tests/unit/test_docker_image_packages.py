@@ -12,6 +12,7 @@ from actana.sandboxes.docker_image import assemble_context, inspect_image
 from actana.sandboxes.docker_image_packages import (
     PACKAGES_LABEL,
     _move_scripts,
+    carried_packages,
     check_same_python,
     packages_label,
     wanted_packages,
@@ -48,8 +49,26 @@ def test_a_different_package_list_means_a_rebuild():
     status = inspect_image(fake(image), "actana-sandbox:1", ["mcp", "mcp-server-time"])
     assert not status.matches
     assert "rebuild with `actana sandbox build-image`" in (status.problem or "")
-    # Without a list to compare (the backend's check), the runtime alone decides.
+    # Without a list to compare, the runtime alone decides.
     assert inspect_image(fake(image), "actana-sandbox:1").matches
+
+
+def test_the_backend_wants_the_configured_packages_at_least():
+    image = labelled(OURS)
+    image["Config"]["Labels"][PACKAGES_LABEL] = packages_label(["mcp", "mcp-server-time"])
+    # extras an operator added with --package are fine
+    assert inspect_image(fake(image), "actana-sandbox:1", at_least=["mcp"]).matches
+    status = inspect_image(fake(image), "actana-sandbox:1", at_least=["mcp", "pandas"])
+    assert not status.matches
+    assert 'lacks the Python packages ["pandas"]' in (status.problem or "")
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [(None, []), ("", []), ("not json", []), ('{"a": 1}', []), ('["a", 2, "b"]', ["a", "b"])],
+)
+def test_a_label_not_ours_carries_no_packages(label, expected):
+    assert carried_packages(label) == expected
 
 
 def test_another_python_minor_is_refused_with_what_to_do():

@@ -45,6 +45,7 @@ def docker_backend(settings: Settings) -> SandboxBackend:
         tmp_bytes=settings.container_tmp_mb << 20,
         uid_pool=(start, start + settings.container_uid_pool_size),
         warm_pool=settings.container_warm_pool,
+        image_packages=tuple(settings.sandbox_image_packages),
     )
 
 

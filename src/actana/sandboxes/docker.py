@@ -145,7 +145,7 @@ class DockerSandboxBackend(SandboxBackend):
         IMAGE_CHECK_TTL_SEC at most: one inspect call)."""
         if not self.options.check_image or time.monotonic() < self._image_ok_until:
             return
-        status = inspect_image(self.api, self.options.image)
+        status = inspect_image(self.api, self.options.image, at_least=self.options.image_packages)
         if status.problem is not None:
             raise SandboxUnavailableError(status.problem)
         self._image_ok_until = time.monotonic() + IMAGE_CHECK_TTL_SEC
@@ -417,7 +417,9 @@ class DockerSandboxBackend(SandboxBackend):
         try:
             version = self.api.version()
             facts["daemon"] = f"docker {version.get('Version')} (API {version.get('ApiVersion')})"
-            status = inspect_image(self.api, self.options.image)
+            status = inspect_image(
+                self.api, self.options.image, at_least=self.options.image_packages
+            )
         except SandboxUnavailableError as exc:
             return {**facts, "available": False, "reason": str(exc)}
         except DockerException as exc:

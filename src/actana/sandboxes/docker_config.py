@@ -49,6 +49,9 @@ class DockerOptions:
     """Containers kept started and waiting for a run (see `docker_pool`)."""
     check_image: bool = True
     """Refuse an image whose runtime differs from this server's (its labels say)."""
+    image_packages: tuple[str, ...] = ()
+    """Python packages the image must carry at least (the deployment's
+    `sandbox_image_packages`; an image built with extra `--package`s still qualifies)."""
     api_timeout_sec: int = 30
 
     @classmethod
@@ -59,8 +62,9 @@ class DockerOptions:
             SandboxUnavailableError: unknown or invalid options.
         """
         opts = known_options(cls, options, "docker")
-        if "uid_pool" in opts:
-            opts["uid_pool"] = tuple(opts["uid_pool"])
+        for name in ("uid_pool", "image_packages"):
+            if name in opts:
+                opts[name] = tuple(opts[name])
         made = cls(**opts)
         lo, hi = made.uid_pool
         if not 1000 <= lo < hi:

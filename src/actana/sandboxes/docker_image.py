@@ -37,6 +37,7 @@ from actana.sandboxes.docker_image_packages import (
     PACKAGES_LABEL,
     SCRIPTS_DIR,
     SITE_DIR,
+    carried_packages,
     check_same_python,
     image_python,
     install_packages,
@@ -167,10 +168,14 @@ def connect_docker(settings: Settings, *, timeout: float = 60) -> docker.DockerC
 
 
 def inspect_image(
-    client: AnyClient, ref: str, packages: Sequence[str] | None = None
+    client: AnyClient,
+    ref: str,
+    packages: Sequence[str] | None = None,
+    *,
+    at_least: Sequence[str] = (),
 ) -> ImageStatus:
     """Whether `ref` exists and carries this server's runtime (and, when `packages` is given,
-    exactly those Python packages).
+    exactly those Python packages; every one of `at_least` in any case).
 
     Raises:
         SandboxUnavailableError: the daemon did not answer.
@@ -203,6 +208,13 @@ def inspect_image(
         problem = (
             f"image {ref} carries the Python packages {carried or '(none recorded)'}, "
             f"wanted {packages_label(packages)}: rebuild with `{BUILD_COMMAND}`"
+        )
+    missing = [name for name in at_least if name not in carried_packages(carried)]
+    if problem is None and missing:
+        problem = (
+            f"image {ref} lacks the Python packages {packages_label(missing)} that "
+            f"ACTANA_SANDBOX_IMAGE_PACKAGES asks for (it carries {carried or 'none recorded'}): "
+            f"rebuild with `{BUILD_COMMAND}`"
         )
     return ImageStatus(
         ref,

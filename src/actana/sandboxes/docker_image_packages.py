@@ -65,6 +65,17 @@ def packages_label(packages: Sequence[str]) -> str:
     return json.dumps(sorted(packages), separators=(",", ":"))
 
 
+def carried_packages(label: str | None) -> list[str]:
+    """The packages a `packages_label` value names; [] for no label or one not ours."""
+    try:
+        value = json.loads(label or "[]")
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, str)]
+
+
 def image_python(api: docker.APIClient, base: str) -> tuple[str, str]:
     """The base's Python: ("3.11", "/usr/bin/python3"), from one throwaway container.
 

@@ -318,3 +318,21 @@ def test_a_missing_image_fails_in_container_creation_naming_the_build_command(
     docker_check = ready.json()["checks"]["sandbox_docker"]
     assert docker_check["ok"] is False, docker_check
     assert "actana sandbox build-image" in docker_check["reason"], docker_check
+
+
+@pytest.mark.docker
+def test_an_image_without_a_configured_package_is_refused_naming_it(
+    server_with, docker_client, sandbox_image
+):
+    # The image is current (same runtime) but was built before the operator asked for one
+    # more package: running on it would fail later, inside the run, in a confusing way.
+    wanted = ["mcp>=1.25,<2", "not-in-the-image==1.0"]
+    runner, anonymous = server_with(sandbox_image_packages=wanted)
+    final, _lines = _failed_in_container_creation(runner)
+    message = final["error"]["message"]
+    assert 'lacks the Python packages ["not-in-the-image==1.0"]' in message, message
+    assert "actana sandbox build-image" in message, message
+    assert _run_containers(docker_client, final["id"]) == []
+    ready = anonymous.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    assert "not-in-the-image" in ready.json()["checks"]["sandbox_docker"]["reason"]
