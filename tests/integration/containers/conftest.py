@@ -24,3 +24,19 @@ def container_runner(context, worker_server: LiveServer, sandbox_image: str) -> 
     tenant = make_tenant(context, worker_server, "containers")
     yield ContainerRunner(context, tenant)
     tenant.client.close()
+
+
+def runner_of_flavor(
+    request: pytest.FixtureRequest, context: Any, worker_server: LiveServer, name: str
+) -> Iterator[Runner]:
+    """For a fixture parametrized with "native" and "container": a runner whose agents use the
+    native sandbox, or a Docker container of the real image (skips, or fails in CI, without
+    Docker)."""
+    if request.param == "container":
+        request.getfixturevalue("sandbox_image")
+        runner_class: type[Runner] = ContainerRunner
+    else:
+        runner_class = Runner
+    tenant = make_tenant(context, worker_server, f"{name}-{request.param}")
+    yield runner_class(context, tenant)
+    tenant.client.close()

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LiveServer, make_tenant
-from tests.integration.containers.conftest import ContainerRunner
+from tests.conftest import LiveServer
+from tests.integration.containers.conftest import ContainerRunner, runner_of_flavor
 from tests.integration.runs.conftest import Runner, assert_well_formed, finished_steps
 
 CONFIG = {"items": [{"id": "a1", "on": True}, {"id": "b2", "on": False}]}
@@ -66,14 +66,7 @@ TURNS: list[list[dict[str, Any]]] = [
 def flavor_runner(
     request: pytest.FixtureRequest, context: Any, worker_server: LiveServer
 ) -> Iterator[Runner]:
-    if request.param == "container":
-        request.getfixturevalue("sandbox_image")  # skips (or fails in CI) without Docker
-        runner_class: type[Runner] = ContainerRunner
-    else:
-        runner_class = Runner
-    tenant = make_tenant(context, worker_server, f"catalogue-{request.param}")
-    yield runner_class(context, tenant)
-    tenant.client.close()
+    yield from runner_of_flavor(request, context, worker_server, "catalogue")
 
 
 def test_the_catalogue_works_in_both_sandboxes(flavor_runner: Runner) -> None:

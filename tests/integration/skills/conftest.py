@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LiveServer, Tenant, make_tenant
-from tests.integration.containers.conftest import ContainerRunner
+from tests.conftest import LiveServer, Tenant
+from tests.integration.containers.conftest import runner_of_flavor
 from tests.integration.runs.conftest import Runner
 
 SCRIPT = b'#!/bin/bash\necho "hello from the skill: $(cat "$(dirname "$0")/../data/notes.txt")"\n'
@@ -55,11 +55,4 @@ def skill_runner(
     request: pytest.FixtureRequest, context: Any, worker_server: LiveServer
 ) -> Iterator[Runner]:
     """A runner whose agents use the native sandbox, or a Docker container of the real image."""
-    if request.param == "container":
-        request.getfixturevalue("sandbox_image")  # skips (or fails in CI) without Docker
-        runner_class: type[Runner] = ContainerRunner
-    else:
-        runner_class = Runner
-    tenant = make_tenant(context, worker_server, f"skills-{request.param}")
-    yield runner_class(context, tenant)
-    tenant.client.close()
+    yield from runner_of_flavor(request, context, worker_server, "skills")
