@@ -126,6 +126,8 @@ def runs_page(
         last_page=last_page,
         prev_url=page_url(page - 1) if page > 1 else None,
         next_url=page_url(page + 1) if page < last_page else None,
+        # A page past the end (a stale link, a hand-typed URL) says so and leads back.
+        first_url=page_url(1) if page > last_page else None,
         values=raw,
         statuses=STATUSES,
         agents=agent_choices(db, user.workspace_id),

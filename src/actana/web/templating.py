@@ -29,15 +29,19 @@ MAX_FLASH_CHARS = 500
 
 
 def format_duration(ms: int | float | None) -> str:
-    """1234 -> "1.2 s", 83000 -> "1 min 23 s"; None -> an en dash."""
+    """1234 -> "1.2 s", 83000 -> "1 min 23 s", 4500000 -> "1 h 15 min"; None -> an en dash.
+
+    Every unit is cut, never rounded, exactly as `formatMs` in static/run.js and runs.js does,
+    so that a duration reads the same whether the page rendered it or a script updated it.
+    """
     if ms is None:
         return "\u2013"
     if ms < 1000:
         return f"{int(ms)} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(seconds), 60)
+    tenths = int(ms // 100)
+    if tenths < 600:
+        return f"{tenths // 10}.{tenths % 10} s"
+    minutes, rest = divmod(int(ms // 1000), 60)
     if minutes < 60:
         return f"{minutes} min {rest} s"
     hours, minutes = divmod(minutes, 60)

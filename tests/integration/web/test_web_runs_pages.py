@@ -140,6 +140,13 @@ def test_pages_of_25_keep_the_filters(web, tenant):
     assert _row_ids(second.text) == started[::-1][25:]
     assert 'id="page-next"' not in second.text
     assert 'id="page-prev"' in second.text
+    # past the last page (a stale link): said so, with the way back, not "No runs yet"
+    beyond = web.get("/ui/runs", params={"q": "job", "page": 9})
+    assert beyond.status_code == 200
+    assert "There is no page 9: 27 runs fill 2 pages." in " ".join(beyond.text.split())
+    first_url = html.unescape(re.search(r'id="page-first" href="([^"]+)"', beyond.text)[1])
+    assert _row_ids(web.get(first_url).text) == started[::-1][:25]
+    assert "No runs yet" not in beyond.text
 
 
 # --- one run ----------------------------------------------------------------------------------

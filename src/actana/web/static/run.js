@@ -39,18 +39,23 @@
     return node;
   }
 
+  // Cut, never rounded, like templating.format_duration: the page and the script agree.
   function formatMs(ms) {
     if (typeof ms !== "number" || !isFinite(ms)) {
       return "–";
     }
     if (ms < 1000) {
-      return Math.round(ms) + " ms";
+      return Math.floor(ms) + " ms";
     }
-    var s = ms / 1000;
-    if (s < 60) {
-      return s.toFixed(1) + " s";
+    var tenths = Math.floor(ms / 100);
+    if (tenths < 600) {
+      return Math.floor(tenths / 10) + "." + (tenths % 10) + " s";
     }
-    return Math.floor(s / 60) + " min " + Math.floor(s % 60) + " s";
+    var minutes = Math.floor(ms / 60000);
+    if (minutes < 60) {
+      return minutes + " min " + (Math.floor(ms / 1000) % 60) + " s";
+    }
+    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
   }
 
   function formatSize(n) {

@@ -17,15 +17,23 @@
   var TERMINAL = ["succeeded", "failed", "timeout", "cancelled"];
   var base = "/api/v1/workspaces/" + encodeURIComponent(table.dataset.ws) + "/runs/";
 
+  // Cut, never rounded, like templating.format_duration: the page and the script agree.
   function formatMs(ms) {
-    if (typeof ms !== "number") {
+    if (typeof ms !== "number" || !isFinite(ms)) {
       return "–";
     }
     if (ms < 1000) {
-      return Math.round(ms) + " ms";
+      return Math.floor(ms) + " ms";
     }
-    var s = ms / 1000;
-    return s < 60 ? s.toFixed(1) + " s" : Math.floor(s / 60) + " min " + Math.floor(s % 60) + " s";
+    var tenths = Math.floor(ms / 100);
+    if (tenths < 600) {
+      return Math.floor(tenths / 10) + "." + (tenths % 10) + " s";
+    }
+    var minutes = Math.floor(ms / 60000);
+    if (minutes < 60) {
+      return minutes + " min " + (Math.floor(ms / 1000) % 60) + " s";
+    }
+    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
   }
 
   function formatTime(iso) {
