@@ -373,6 +373,16 @@
     var next = 0;
     var timer = null;
     var speed = 1;
+    // The wait for the next line, in recorded milliseconds: what is left of it when the speed
+    // changes mid-wait is played at the new speed at once, not after the old wait.
+    var gapLeft = 0;
+    var waitStarted = 0;
+
+    function wait(recordedMs) {
+      gapLeft = recordedMs;
+      waitStarted = performance.now();
+      timer = window.setTimeout(step, recordedMs / speed);
+    }
 
     function step() {
       timer = null;
@@ -382,8 +392,7 @@
       feed(lines[next]);
       next += 1;
       if (next < lines.length) {
-        var gap = Math.max(0, (lines[next].ts || 0) - (lines[next - 1].ts || 0));
-        timer = window.setTimeout(step, gap / speed);
+        wait(Math.max(0, (lines[next].ts || 0) - (lines[next - 1].ts || 0)));
       }
     }
 
@@ -399,7 +408,12 @@
       $("jump-end").disabled = true;
     });
     $("replay-speed").addEventListener("change", function (event) {
+      var played = (performance.now() - waitStarted) * speed;
       speed = Number(event.target.value) || 1;
+      if (timer !== null) {
+        window.clearTimeout(timer);
+        wait(Math.max(0, gapLeft - played));
+      }
     });
 
     setStreamState("loading the stored stream…");
