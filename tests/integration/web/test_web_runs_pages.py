@@ -178,7 +178,8 @@ def test_the_run_page_escapes_what_the_sandbox_said(web, tenant, context):
     assert page.text.count(html.escape("<script>alert(1)</script>")) == 3
     # no inline script or style at all: only our static files
     assert re.findall(r"<script[^>]*>", page.text) == [
-        '<script src="/ui/static/run.js?v=0.1.0" defer>'
+        '<script src="/ui/static/format.js?v=0.1.0" defer>',
+        '<script src="/ui/static/run.js?v=0.1.0" defer>',
     ]
     assert " style=" not in page.text
     assert " onclick=" not in page.text

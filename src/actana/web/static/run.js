@@ -39,45 +39,6 @@
     return node;
   }
 
-  // Cut, never rounded, like templating.format_duration: the page and the script agree.
-  function formatMs(ms) {
-    if (typeof ms !== "number" || !isFinite(ms)) {
-      return "–";
-    }
-    if (ms < 1000) {
-      return Math.floor(ms) + " ms";
-    }
-    var tenths = Math.floor(ms / 100);
-    if (tenths < 600) {
-      return Math.floor(tenths / 10) + "." + (tenths % 10) + " s";
-    }
-    var minutes = Math.floor(ms / 60000);
-    if (minutes < 60) {
-      return minutes + " min " + (Math.floor(ms / 1000) % 60) + " s";
-    }
-    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
-  }
-
-  function formatSize(n) {
-    if (typeof n !== "number") {
-      return "";
-    }
-    var units = ["B", "KB", "MB", "GB"];
-    var i = 0;
-    while (n >= 1024 && i < units.length - 1) {
-      n /= 1024;
-      i += 1;
-    }
-    return i === 0 ? n + " B" : n.toFixed(1) + " " + units[i];
-  }
-
-  function formatTime(iso) {
-    if (!iso) {
-      return "–";
-    }
-    return String(iso).replace("T", " ").replace(/\.\d+/, "").replace(/(Z|[+-]00:00)$/, "");
-  }
-
   function pretty(value) {
     if (typeof value === "string") {
       return value;
@@ -138,7 +99,7 @@
         phase.classList.remove("pending");
         var failed = line.level === "error" || (line.outcome && line.outcome !== "ok");
         phase.classList.add(failed ? "failed" : "done");
-        phase.querySelector(".phase-duration").textContent = formatMs(line.durationMs);
+        phase.querySelector(".phase-duration").textContent = ActanaFormat.duration(line.durationMs);
         phase.title = line.message || "";
       }
     }
@@ -185,7 +146,7 @@
       } else {
         cells[3].replaceChildren(block(line.result === undefined ? null : line.result, "result"));
       }
-      cells[4].textContent = formatMs(line.durationMs);
+      cells[4].textContent = ActanaFormat.duration(line.durationMs);
     }
   }
 
@@ -254,9 +215,9 @@
     }
     $("run-backend").textContent = run.sandbox_backend || "–";
     $("run-isolation").textContent = run.isolation || "–";
-    $("run-started").textContent = formatTime(run.started_at);
-    $("run-ended").textContent = formatTime(run.ended_at);
-    $("run-duration").textContent = formatMs(run.duration_ms);
+    $("run-started").textContent = ActanaFormat.time(run.started_at);
+    $("run-ended").textContent = ActanaFormat.time(run.ended_at);
+    $("run-duration").textContent = ActanaFormat.duration(run.duration_ms);
     $("run-rounds").textContent = String(run.rounds);
     $("run-tokens").textContent = run.usage.input_tokens + " / " + run.usage.output_tokens;
   }
@@ -270,7 +231,7 @@
       link.href = API + "/files/" + encodeURIComponent(f.name);
       link.setAttribute("download", f.name);
       item.appendChild(link);
-      item.appendChild(el("span", "file-size muted", " " + formatSize(f.size)));
+      item.appendChild(el("span", "file-size muted", " " + ActanaFormat.size(f.size)));
       list.appendChild(item);
     });
     $("no-output-files").textContent = files.length ? "" : "The run produced no files.";

@@ -17,29 +17,6 @@
   var TERMINAL = ["succeeded", "failed", "timeout", "cancelled"];
   var base = "/api/v1/workspaces/" + encodeURIComponent(table.dataset.ws) + "/runs/";
 
-  // Cut, never rounded, like templating.format_duration: the page and the script agree.
-  function formatMs(ms) {
-    if (typeof ms !== "number" || !isFinite(ms)) {
-      return "–";
-    }
-    if (ms < 1000) {
-      return Math.floor(ms) + " ms";
-    }
-    var tenths = Math.floor(ms / 100);
-    if (tenths < 600) {
-      return Math.floor(tenths / 10) + "." + (tenths % 10) + " s";
-    }
-    var minutes = Math.floor(ms / 60000);
-    if (minutes < 60) {
-      return minutes + " min " + (Math.floor(ms / 1000) % 60) + " s";
-    }
-    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
-  }
-
-  function formatTime(iso) {
-    return iso ? String(iso).replace("T", " ").replace(/\.\d+/, "").replace(/(Z|[+-]00:00)$/, "") : "–";
-  }
-
   function pending() {
     return Array.prototype.filter.call(table.querySelectorAll("tr.run-row"), function (row) {
       return TERMINAL.indexOf(row.dataset.status) < 0;
@@ -51,8 +28,8 @@
     var badge = row.querySelector(".run-status .badge");
     badge.textContent = run.status;
     badge.className = "badge badge-" + String(run.status).replace(/[^a-z]/g, "");
-    row.querySelector(".run-started").textContent = formatTime(run.started_at || run.created_at);
-    row.querySelector(".run-duration").textContent = formatMs(run.duration_ms);
+    row.querySelector(".run-started").textContent = ActanaFormat.time(run.started_at || run.created_at);
+    row.querySelector(".run-duration").textContent = ActanaFormat.duration(run.duration_ms);
     row.querySelector(".run-rounds").textContent = String(run.rounds);
     row.querySelector(".run-tokens").textContent =
       run.usage.input_tokens + " / " + run.usage.output_tokens;
