@@ -34,6 +34,24 @@ def test_read_file_returns_lines_and_counts(tools: Tools, workspace: Path) -> No
     assert (middle["total_lines"], middle["next_offset"]) == (4, 4)
 
 
+@pytest.mark.parametrize(
+    ("text", "args", "content", "first"),
+    [
+        ("one\ntwo\nthree\nfour\n", {"offset": -2}, "three\nfour\n", 3),
+        ("one\ntwo\nthree\nfour", {"offset": -1}, "four", 4),  # no newline at the end
+        ("one\ntwo\n", {"offset": -10}, "one\ntwo\n", 1),  # more than there are: all
+        ("one\ntwo\nthree\nfour\n", {"offset": -3, "limit": 1}, "two\n", 2),
+    ],
+)
+def test_read_file_with_a_negative_offset_reads_the_end(
+    tools: Tools, workspace: Path, text: str, args: dict[str, int], content: str, first: int
+) -> None:
+    (workspace / "log.txt").write_text(text)
+    tail = tools.ok("read_file", path="log.txt", **args)
+    assert tail["content"] == content
+    assert tail["offset"] == first  # where to page on from, in ordinary line numbers
+
+
 def test_read_file_cuts_at_the_byte_cap_and_says_where_to_go_on(
     tools: Tools, workspace: Path
 ) -> None:
@@ -181,7 +199,6 @@ def test_edit_file_stays_inside_the_workspace(tools: Tools, path: str) -> None:
     [
         ({}, "missing required argument 'path'"),
         ({"path": 3}, "argument 'path' must be string, got int"),
-        ({"path": "a", "offset": 0}, "argument 'offset' must be >= 1"),
         ({"path": "a", "offset": True}, "argument 'offset' must be integer, got bool"),
         ({"path": "a", "lines": 3}, "unknown argument 'lines' (allowed: path, offset, limit)"),
     ],
@@ -190,6 +207,12 @@ def test_bad_arguments_are_explained(tools: Tools, args: dict[str, object], prob
     error = str(tools.fails("read_file", **args))
     assert error.startswith("bad arguments for read_file: ")
     assert problem in error
+
+
+def test_offset_zero_is_refused_with_both_ways_to_say_it(tools: Tools, workspace: Path) -> None:
+    (workspace / "a").write_text("x\n")
+    error = str(tools.fails("read_file", path="a", offset=0))
+    assert "use 1 for the first line, or -N for the last N" in error
 
 
 def test_an_unknown_tool_lists_the_known_ones(tools: Tools) -> None:

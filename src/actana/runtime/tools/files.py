@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO
 
 from actana.protocol.payloads import RunLimits
 from actana.runtime.tools.base import PATH_ARG, Invocation, Tool, ToolError, decode_prefix, schema
@@ -42,12 +42,15 @@ def _existing_file(inv: Invocation, path: str) -> str:
 def read_file(inv: Invocation) -> dict[str, Any]:
     """Return lines of a text file, at most `output_cap` bytes of them.
 
-    `offset` is the first line to return (1-based), `limit` the most lines to return. Over-long
-    lines are read in pieces, so that one huge line cannot exhaust memory.
+    `offset` is the first line to return (1-based; -N starts N lines before the end, like
+    `tail -n N`), `limit` the most lines to return. Over-long lines are read in pieces, so that
+    one huge line cannot exhaust memory.
     """
     path: str = inv.args["path"]
     offset: int = inv.args.get("offset", 1)
     limit: int | None = inv.args.get("limit")
+    if offset == 0:
+        raise ToolError("offset 0 is no line: use 1 for the first line, or -N for the last N")
     real = _existing_file(inv, path)
     cap = inv.output_cap
     shown: list[bytes] = []
@@ -63,6 +66,9 @@ def read_file(inv: Invocation) -> dict[str, Any]:
                 f"e.g. `xxd '{path}' | head` or `file '{path}'`"
             )
         f.seek(0)
+        if offset < 0:  # from the end: one pass to count the lines first
+            offset = max(1, _count_lines(f, cap) + 1 + offset)
+            f.seek(0)
         for piece in iter(partial(f.readline, cap + 1), b""):
             if at_line_start:
                 total += 1
@@ -93,6 +99,16 @@ def read_file(inv: Invocation) -> dict[str, Any]:
             f" (and a smaller limit) or use grep to find what you need"
         )
     return result
+
+
+def _count_lines(f: BinaryIO, piece_bytes: int) -> int:
+    """Lines of the open file as `read_file` counts them (a last line without a newline counts
+    too), read in pieces of at most `piece_bytes` + 1 bytes."""
+    total, at_line_start = 0, True
+    for piece in iter(partial(f.readline, piece_bytes + 1), b""):
+        total += at_line_start
+        at_line_start = piece.endswith(b"\n")
+    return total
 
 
 def write_file(inv: Invocation) -> dict[str, Any]:
@@ -183,14 +199,14 @@ def tools(limits: RunLimits) -> list[Tool]:
             "Read a UTF-8 text file. Returns content (the requested lines, at most "
             f"{limits.read_file_bytes} bytes), total_lines, next_offset when more lines follow, "
             "and truncated when the byte cap cut the output. Page through big files with "
-            "offset/limit.",
+            "offset/limit; a negative offset reads the end (offset=-50: the last 50 lines).",
             schema(
                 {
                     "path": PATH_ARG,
                     "offset": {
                         "type": "integer",
-                        "minimum": 1,
-                        "description": "First line, 1-based (default 1).",
+                        "description": "First line, 1-based (default 1); negative counts from "
+                        "the end: -20 gives the last 20 lines.",
                     },
                     "limit": {
                         "type": "integer",
