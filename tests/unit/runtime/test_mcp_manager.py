@@ -179,3 +179,51 @@ def test_closing_kills_the_servers_whole_process_group(start, tmp_path):
     while alive(background) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not alive(background), "a process the server left in its group survived close()"
+
+
+def test_a_command_that_cannot_be_run_is_one_warn_line_naming_it(start, events):
+    missing = McpServerSpec("ghost", "stdio", "/no/such/mcp-server", [])
+    mcp = start(missing, TIME)
+    assert {t.name.split("__")[1] for t in mcp.tools} == {"time"}
+    (warn,) = [line for line in events.lines() if line["type"] == "log"]
+    assert "MCP server 'ghost' left out" in warn["message"]
+    assert "/no/such/mcp-server" in warn["message"]
+
+
+def test_a_server_closed_before_its_session_began_is_killed_too(tmp_path):
+    # The process is spawned first and the session attached later (stdio_process): a server
+    # closed in between must not be left running with nobody holding its pid.
+    from actana.runtime.mcp.stdio import StdioServer
+    from actana.runtime.mcp.stdio_process import LoopThread, spawn
+
+    pidfile = tmp_path / "early.pid"
+    spec = McpServerSpec("early", "stdio", "sh", ["-c", f"echo $$ > {pidfile}; exec sleep 300"])
+    loop = LoopThread()
+    try:
+        spawned = loop.submit(spawn(spec, dict(os.environ), str(tmp_path)))
+        pid = spawned.result(10).pid
+        server = StdioServer(spec, loop, spawned)
+        server.close()  # never started: no task, so the group is killed from the spawn's pid
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(pid), "a spawned server outlived close() before its session"
+    finally:
+        loop.stop()
+
+
+def test_closing_lets_a_server_exit_on_its_own_first(start, tmp_path):
+    # The MCP stdio shutdown: stdin closed, a grace to exit, only then the kill. The wrapping
+    # shell writes the server's exit status once the server has exited; a kill takes the shell
+    # down with it (same process group), so no file, or another status, means no grace.
+    status = tmp_path / "status"
+    spec = McpServerSpec(
+        "time",
+        "stdio",
+        "sh",
+        ["-c", f'"$0" -m mcp_server_time; echo "exit $?" > {status}', sys.executable],
+    )
+    mcp = start(spec, McpServerSpec("other", "stdio", sys.executable, ["-m", "mcp_server_time"]))
+    assert len(mcp.tools) == 4
+    mcp.close()
+    assert status.read_text() == "exit 0\n"

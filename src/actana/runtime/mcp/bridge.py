@@ -100,5 +100,8 @@ class BridgedServer:
         """Why the server could not be listed."""
         return self._failure or "the bridge did not answer"
 
+    def stop_soon(self) -> None:
+        """Nothing to stop (see `close`)."""
+
     def close(self) -> None:
         """Nothing to stop: the control plane holds the connection to the real server."""

@@ -52,6 +52,9 @@ class McpServer(Protocol):
     def problem(self) -> str:
         """A short description of what went wrong, with the server's own words if any."""
 
+    def stop_soon(self) -> None:
+        """Begin stopping without waiting (`close` follows and waits)."""
+
     def close(self) -> None:
         """Disconnect; a stdio server's whole process group is killed."""
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import importlib.util
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ from actana.runtime.mcp.bridge import BridgedServer
 from actana.runtime.mcp.catalog import McpServer, ToolInfo
 from actana.runtime.mcp.content import tool_result
 from actana.runtime.mcp.naming import model_tool_name
+from actana.runtime.mcp.stdio_process import LoopThread, spawn
 from actana.runtime.tools.base import Invocation, Tool
 
 STARTUP_TIMEOUT_SEC = 30.0
@@ -62,9 +65,13 @@ class McpTools:
     env: dict[str, str] = field(default_factory=dict)
     by_server: dict[str, dict[str, McpTool]] = field(default_factory=dict)
     _closers: list[Callable[[], None]] = field(default_factory=list)
+    _stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
         """Stop the shim's socket and every server (stdio process groups are killed)."""
+        while self._stoppers:  # every server told first: their exits overlap
+            with contextlib.suppress(Exception):
+                self._stoppers.pop()()
         while self._closers:
             with contextlib.suppress(Exception):  # closing the rest matters more
                 self._closers.pop()()
@@ -104,21 +111,39 @@ def _servers(
             emitter.log("warn", f"MCP server {spec.name!r} left out: it has no command to run")
     if not stdio_specs:
         return servers, None
-    try:  # the SDK is heavy (~0.5 s of imports): only runs with stdio servers pay for it
-        from actana.runtime.mcp.stdio import LoopThread, StdioServer
-    except ImportError as exc:
+    if importlib.util.find_spec("mcp") is None:
         for spec in stdio_specs:
-            emitter.log(
-                "warn",
-                f"MCP server {spec.name!r} left out: the mcp SDK is not installed in this "
-                f"sandbox ({describe(exc)}); add 'mcp' to the sandbox image's packages",
-            )
+            emitter.log("warn", _no_sdk(spec.name, "no module named 'mcp'"))
         return servers, None
+    # The processes first, the SDK's import (~0.5 s) while they boot: see `stdio_process`.
     loop = LoopThread()
-    for spec in stdio_specs:
-        env = {**os.environ, **spec.env}
-        servers.append(StdioServer(spec, loop, env, workspace))
+    spawned = [
+        (spec, loop.submit(spawn(spec, {**os.environ, **spec.env}, workspace)))
+        for spec in stdio_specs
+    ]
+    try:
+        from actana.runtime.mcp.stdio import StdioServer
+    except ImportError as exc:  # an SDK that is there but broken
+        for spec, process in spawned:
+            emitter.log("warn", _no_sdk(spec.name, describe(exc)))
+            _kill_spawned(process)
+        loop.stop()
+        return servers, None
+    servers += (StdioServer(spec, loop, process) for spec, process in spawned)
     return servers, loop.stop
+
+
+def _no_sdk(server: str, why: str) -> str:
+    return (
+        f"MCP server {server!r} left out: the mcp SDK is not installed in this sandbox ({why}); "
+        "add 'mcp' to the sandbox image's packages"
+    )
+
+
+def _kill_spawned(spawned: concurrent.futures.Future[Any]) -> None:
+    """Kill the process group of a server spawned for nothing (waits for the spawn itself)."""
+    with contextlib.suppress(Exception):
+        os.killpg(spawned.result(timeout=10).pid, signal.SIGKILL)
 
 
 def start_mcp(
@@ -149,6 +174,7 @@ def start_mcp(
     offered: set[str] = set()
     for future, server in started.items():
         mcp._closers.append(server.close)
+        mcp._stoppers.append(server.stop_soon)
         if not future.done():
             server.close()
             emitter.log(

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from actana.runtime.mcp.manager import McpTool
 
 _READ_TIMEOUT_SEC = 10
+_SHUTDOWN_POLL_SEC = 0.05
 _MAX_REQUEST_BYTES = 1024 * 1024
 
 
@@ -98,8 +99,13 @@ class ShimServer:
         command.chmod(0o700)
         self._server = _Server(self.socket_path, _Handler)
         self._server.shim = self
+        # serve_forever notices shutdown() only between polls (0.5 s by default): a short poll
+        # keeps the end of every MCP run from waiting for it.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="actana-mcp-shim", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _SHUTDOWN_POLL_SEC},
+            name="actana-mcp-shim",
+            daemon=True,
         )
         self._thread.start()
 

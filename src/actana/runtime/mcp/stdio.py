@@ -21,7 +21,6 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -33,41 +32,15 @@ from pydantic import ValidationError
 from actana.protocol.payloads import McpServerSpec
 from actana.runtime.emit import describe
 from actana.runtime.mcp.catalog import ToolInfo, parse_tools
+from actana.runtime.mcp.stdio_process import LoopThread
 from actana.runtime.tools.base import ToolError
 
 T = TypeVar("T")
 
-MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 4096
 # After stdin is closed, a well-behaved server exits at once; the group is killed after this.
 _EXIT_GRACE_SEC = 0.5
 _MAX_LIST_PAGES = 20
-
-
-class LoopThread:
-    """An asyncio event loop running in a daemon thread."""
-
-    def __init__(self) -> None:
-        """Start the loop's thread."""
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="actana-mcp-loop", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule `coro` on the loop; its future can be waited on from any thread."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def stop(self) -> None:
-        """Stop the loop and wait for its thread (briefly: it holds nothing that must finish)."""
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self.loop.close()
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -81,14 +54,17 @@ class StdioServer:
     """One stdio MCP server: its process, its session, and calls to its tools."""
 
     def __init__(
-        self, spec: McpServerSpec, loop: LoopThread, env: dict[str, str], cwd: str
+        self,
+        spec: McpServerSpec,
+        loop: LoopThread,
+        spawned: concurrent.futures.Future[asyncio.subprocess.Process],
     ) -> None:
-        """Prepare (not start) `spec`'s server with environment `env` in directory `cwd`."""
+        """Prepare (not start) the session with `spec`'s server, whose process `spawned` (a
+        `stdio_process.spawn` submitted to `loop`) holds or will hold."""
         self.name = spec.name
         self._spec = spec
         self._loop = loop
-        self._env = env
-        self._cwd = cwd
+        self._spawned = spawned
         self._stderr = bytearray()
         self._session: ClientSession | None = None
         self._pid: int | None = None
@@ -96,6 +72,7 @@ class StdioServer:
         self._task: concurrent.futures.Future[None] | None = None
         self._failure: str | None = None
         self._finished = threading.Event()
+        self._stop_requested = False
 
     def start(self) -> concurrent.futures.Future[list[ToolInfo]]:
         """Start the process and the session; the future holds the tool list when ready."""
@@ -122,18 +99,7 @@ class StdioServer:
     async def _run(
         self, ready: concurrent.futures.Future[list[ToolInfo]], stopping: asyncio.Event
     ) -> None:
-        command = self._spec.command or ""
-        process = await asyncio.create_subprocess_exec(
-            command,
-            *self._spec.args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=self._cwd,
-            env=self._env,
-            start_new_session=True,  # its own process group, killed as one at the end
-            limit=MAX_LINE_BYTES,
-        )
+        process = await asyncio.wrap_future(self._spawned)
         self._pid = process.pid
         incoming_send, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         outgoing, outgoing_receive = anyio.create_memory_object_stream[SessionMessage](16)
@@ -245,26 +211,42 @@ class StdioServer:
         return (self._failure or "it did not get ready") + self._stderr_note()
 
     def _kill_group(self) -> None:
+        # A process spawned but never reached by the session (closed while starting) is ours too.
+        spawned = self._spawned
+        usable = spawned.done() and not spawned.cancelled() and spawned.exception() is None
+        if self._pid is None and usable:
+            self._pid = spawned.result().pid
         # The leader may be reaped already; its group id can then name a reused group only if
         # the pid was recycled, which needs the whole group gone, so ESRCH is the common answer.
         if self._pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pid, signal.SIGKILL)
 
+    def stop_soon(self) -> None:
+        """Ask a server that is up to stop (its stdin is closed), without waiting: `close`
+        then waits, so that several servers wind down together rather than one by one."""
+        if self._session is not None and self._stopping is not None:
+            self._stop_requested = True
+            self._loop.loop.call_soon_threadsafe(self._stopping.set)
+
     def close(self) -> None:
         """Stop the session and kill the server's process group; wait for its task to end.
 
         A server that is up is asked to stop (its stdin closed, a short grace); one still
         starting is cancelled. Either way its group is SIGKILLed once its task is over, so a pid
-        learnt late (a start racing the close) cannot escape.
+        learnt late (a start racing the close) cannot escape. One never started has its
+        spawned process killed all the same.
         """
         task = self._task
         if task is None:
-            return
-        if self._session is not None and self._stopping is not None:
-            self._loop.loop.call_soon_threadsafe(self._stopping.set)
-            self._finished.wait(_EXIT_GRACE_SEC + 3)
-        if not self._finished.is_set():
-            task.cancel()
-            self._finished.wait(3)
+            with contextlib.suppress(Exception):  # a spawn that failed left nothing to kill
+                self._spawned.result(timeout=10)
+        else:
+            # Up, or already told to stop (its session may be gone by now): a graceful exit.
+            if self._stop_requested or self._session is not None:
+                self.stop_soon()
+                self._finished.wait(_EXIT_GRACE_SEC + 3)
+            if not self._finished.is_set():
+                task.cancel()
+                self._finished.wait(3)
         self._kill_group()
