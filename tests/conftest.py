@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 import psycopg
@@ -183,6 +183,19 @@ class Tenant:
 
     def path(self, suffix: str = "") -> str:
         return f"/api/v1/workspaces/{self.id}{suffix}"
+
+    def scripted_agent(self, name: str, script: list[dict[str, Any]], **fields: Any) -> str:
+        """Create a scripted model endpoint `<name>-model` and an agent `name` on it (native
+        sandbox unless `fields` say otherwise); return the agent's id."""
+        ep = self.client.post(
+            self.path("/model-endpoints"),
+            json={"name": f"{name}-model", "provider": "scripted", "script": script},
+        )
+        assert ep.status_code == 201, ep.text
+        body = {"name": name, "model_endpoint_id": ep.json()["id"], "sandbox_flavor": "native"}
+        r = self.client.post(self.path("/agents"), json={**body, **fields})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
 
 
 def make_tenant(context: AppContext, live_server: LiveServer, name: str) -> Tenant:

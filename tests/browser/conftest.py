@@ -189,18 +189,8 @@ class Crew:
     made: int = 0
 
     def agent(self, script: list[dict[str, Any]], name: str | None = None, **fields: Any) -> str:
-        t = self.tenant
         self.made += 1
-        name = name or f"agent-{self.made}"
-        ep = t.client.post(
-            t.path("/model-endpoints"),
-            json={"name": f"{name}-model", "provider": "scripted", "script": script},
-        )
-        assert ep.status_code == 201, ep.text
-        body = {"name": name, "model_endpoint_id": ep.json()["id"], "sandbox_flavor": "native"}
-        r = t.client.post(t.path("/agents"), json={**body, **fields})
-        assert r.status_code == 201, r.text
-        return str(r.json()["id"])
+        return self.tenant.scripted_agent(name or f"agent-{self.made}", script, **fields)
 
     def start(self, agent_id: str, prompt: str = "go") -> str:
         t = self.tenant

@@ -41,15 +41,7 @@ class Runner:
         """A native-sandbox agent whose model plays `script`."""
         t = self.tenant
         name = f"agent{len(t.client.get(t.path('/agents')).json()['items'])}"
-        ep = t.client.post(
-            t.path("/model-endpoints"),
-            json={"name": f"{name}-model", "provider": "scripted", "script": script},
-        )
-        assert ep.status_code == 201, ep.text
-        body = {"name": name, "model_endpoint_id": ep.json()["id"], "sandbox_flavor": "native"}
-        r = t.client.post(t.path("/agents"), json={**body, **fields})
-        assert r.status_code == 201, r.text
-        return str(r.json()["id"])
+        return t.scripted_agent(name, script, **fields)
 
     def start(
         self, agent_id: str, prompt: str = "go", files: dict[str, bytes] | None = None

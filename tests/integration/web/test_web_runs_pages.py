@@ -24,17 +24,7 @@ HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&"
 
 
 def _agent(tenant: Tenant, name: str = "helper") -> str:
-    ep = tenant.client.post(
-        tenant.path("/model-endpoints"),
-        json={"name": f"{name}-model", "provider": "scripted", "script": [{"text": "ok"}]},
-    )
-    assert ep.status_code == 201, ep.text
-    r = tenant.client.post(
-        tenant.path("/agents"),
-        json={"name": name, "model_endpoint_id": ep.json()["id"], "sandbox_flavor": "native"},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return tenant.scripted_agent(name, [{"text": "ok"}])
 
 
 def _start(tenant: Tenant, agent_id: str, prompt: str) -> str:
