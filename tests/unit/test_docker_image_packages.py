@@ -94,3 +94,13 @@ def test_console_scripts_get_the_images_python_and_the_shim_keeps_its_name(tmp_p
     assert (scripts / "tool").stat().st_mode & 0o777 == 0o755
     assert not (scripts / "mcp").exists()  # the runtime's `mcp` shim owns that name
     assert not bin_dir.exists()  # nothing left behind in site/ either
+
+
+def test_the_backend_compares_the_packages_as_the_build_labels_them():
+    from actana.runs.backends import _image_packages
+    from actana.settings import Settings
+
+    spaced = Settings(_env_file=None, sandbox_image_packages=[" mcp>=1.25,<2 ", "mcp>=1.25,<2"])
+    assert _image_packages(spaced) == ("mcp>=1.25,<2",)  # what packages_label recorded
+    refused = Settings(_env_file=None, sandbox_image_packages=["--index-url=x"])
+    assert _image_packages(refused) == ("--index-url=x",)  # never on a label: a refusal

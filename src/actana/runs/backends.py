@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from actana.sandboxes import SandboxBackend, SandboxLimits, get_backend
+from actana.sandboxes.docker_image_packages import wanted_packages
+from actana.sandboxes.errors import ImageBuildError
 from actana.settings import Settings
 
 FALLBACK_HINT = (
@@ -32,6 +34,15 @@ def native_backend(settings: Settings) -> SandboxBackend:
     )
 
 
+def _image_packages(settings: Settings) -> tuple[str, ...]:
+    """The configured packages as the build labels them (stripped, without repeats); a list
+    the build would refuse is compared as it is, and `build-image` then says what is wrong."""
+    try:
+        return tuple(wanted_packages(settings.sandbox_image_packages))
+    except ImageBuildError:
+        return tuple(settings.sandbox_image_packages)
+
+
 def docker_backend(settings: Settings) -> SandboxBackend:
     """The docker backend, configured (building it contacts no daemon)."""
     start = settings.container_uid_pool_start
@@ -45,7 +56,7 @@ def docker_backend(settings: Settings) -> SandboxBackend:
         tmp_bytes=settings.container_tmp_mb << 20,
         uid_pool=(start, start + settings.container_uid_pool_size),
         warm_pool=settings.container_warm_pool,
-        image_packages=tuple(settings.sandbox_image_packages),
+        image_packages=_image_packages(settings),
     )
 
 

@@ -209,7 +209,8 @@ def inspect_image(
             f"image {ref} carries the Python packages {carried or '(none recorded)'}, "
             f"wanted {packages_label(packages)}: rebuild with `{BUILD_COMMAND}`"
         )
-    missing = [name for name in at_least if name not in carried_packages(carried)]
+    have = set(carried_packages(carried))
+    missing = [name for name in at_least if name not in have]
     if problem is None and missing:
         problem = (
             f"image {ref} lacks the Python packages {packages_label(missing)} that "
