@@ -94,3 +94,12 @@ def test_the_entry_point_imports_only_what_it_may(tmp_path: Path) -> None:
     # and the heavy packages are checked here; the AST test above covers the rest.)
     assert [m for m in imported if m.startswith("actana") and not allowed(m)] == []
     assert [m for m in imported if m.split(".")[0] in HEAVY] == []
+
+
+def test_a_run_without_stdio_mcp_servers_does_not_load_asyncio() -> None:
+    # asyncio costs every run ~10 ms of imports; only the stdio MCP client needs it.
+    code = "import sys, actana.runtime.main; print('asyncio' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert proc.stdout.strip() == "False"

@@ -4,6 +4,7 @@ server's process group gone at the end."""
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,3 +229,41 @@ def test_closing_lets_a_server_exit_on_its_own_first(start, tmp_path):
     assert len(mcp.tools) == 4
     mcp.close()
     assert status.read_text() == "exit 0\n"
+
+
+def test_an_sdk_that_fails_to_import_costs_a_warn_line_and_kills_the_spawned_servers(
+    start, events, monkeypatch
+):
+    # The SDK is found but breaks on import (a damaged install): a finder that takes a while,
+    # as the real import does, then raises. The process is spawned by then (it boots while the
+    # SDK loads) and must not be left running. The shell stays in front of its sleep, so its
+    # command line (the marker as $0) names it while it lives.
+    marker = f"orphan-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.delitem(sys.modules, "actana.runtime.mcp.stdio", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BrokenSdk(), *sys.meta_path])
+    mcp = start(McpServerSpec("orphan", "stdio", "sh", ["-c", "sleep 300; :", marker]))
+    assert mcp.tools == []
+    (warn,) = [line for line in events.lines() if line["type"] == "log"]
+    assert "MCP server 'orphan' left out: the mcp SDK cannot be loaded" in warn["message"]
+    assert marked(marker) == [], "a server spawned before the SDK failed to load kept running"
+
+
+class BrokenSdk(importlib.abc.MetaPathFinder):
+    """Fails the import of the SDK-backed module after half a second (the real one's time)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "actana.runtime.mcp.stdio":
+            time.sleep(0.5)
+            raise ImportError("mcp is damaged")
+
+
+def marked(marker: str) -> list[int]:
+    """Live processes whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if alive(pid)]

@@ -16,7 +16,6 @@ import concurrent.futures
 import contextlib
 import importlib.util
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,6 @@ from actana.runtime.mcp.bridge import BridgedServer
 from actana.runtime.mcp.catalog import McpServer, ToolInfo
 from actana.runtime.mcp.content import tool_result
 from actana.runtime.mcp.naming import model_tool_name
-from actana.runtime.mcp.stdio_process import LoopThread, spawn
 from actana.runtime.tools.base import Invocation, Tool
 
 STARTUP_TIMEOUT_SEC = 30.0
@@ -115,7 +113,10 @@ def _servers(
         for spec in stdio_specs:
             emitter.log("warn", _no_sdk(spec.name, "no module named 'mcp'"))
         return servers, None
-    # The processes first, the SDK's import (~0.5 s) while they boot: see `stdio_process`.
+    # asyncio, then the SDK, only for runs with stdio servers. The processes first, the SDK's
+    # import (~0.5 s) while they boot: see `stdio_process`.
+    from actana.runtime.mcp.stdio_process import LoopThread, kill_spawned, spawn
+
     loop = LoopThread()
     spawned = [
         (spec, loop.submit(spawn(spec, {**os.environ, **spec.env}, workspace)))
@@ -126,7 +127,7 @@ def _servers(
     except ImportError as exc:  # an SDK that is there but broken
         for spec, process in spawned:
             emitter.log("warn", _no_sdk(spec.name, describe(exc)))
-            _kill_spawned(process)
+            kill_spawned(loop, process)
         loop.stop()
         return servers, None
     servers += (StdioServer(spec, loop, process) for spec, process in spawned)
@@ -135,15 +136,9 @@ def _servers(
 
 def _no_sdk(server: str, why: str) -> str:
     return (
-        f"MCP server {server!r} left out: the mcp SDK is not installed in this sandbox ({why}); "
+        f"MCP server {server!r} left out: the mcp SDK cannot be loaded in this sandbox ({why}); "
         "add 'mcp' to the sandbox image's packages"
     )
-
-
-def _kill_spawned(spawned: concurrent.futures.Future[Any]) -> None:
-    """Kill the process group of a server spawned for nothing (waits for the spawn itself)."""
-    with contextlib.suppress(Exception):
-        os.killpg(spawned.result(timeout=10).pid, signal.SIGKILL)
 
 
 def start_mcp(

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from actana.protocol.payloads import McpServerSpec
 from actana.runtime.emit import describe
 from actana.runtime.mcp.catalog import ToolInfo, parse_tools
-from actana.runtime.mcp.stdio_process import LoopThread
+from actana.runtime.mcp.stdio_process import LoopThread, close_transport, kill_spawned
 from actana.runtime.tools.base import ToolError
 
 T = TypeVar("T")
@@ -149,13 +149,7 @@ class StdioServer:
                     await asyncio.wait_for(process.wait(), _EXIT_GRACE_SEC)
                 self._kill_group()
                 await process.wait()
-                # asyncio leaves the process transport (and its pipes) open until the garbage
-                # collector finalises it, with a ResourceWarning at a random later moment: close
-                # it now. On CPython 3.11 such a late finaliser can even break an unrelated
-                # ast.parse ("AST constructor recursion depth mismatch").
-                transport = getattr(process, "_transport", None)
-                if transport is not None:
-                    transport.close()
+                close_transport(process)
                 group.cancel_scope.cancel()
 
     async def _list_tools(self, session: ClientSession) -> list[ToolInfo]:
@@ -239,8 +233,7 @@ class StdioServer:
         """
         task = self._task
         if task is None:
-            with contextlib.suppress(Exception):  # a spawn that failed left nothing to kill
-                self._spawned.result(timeout=10)
+            kill_spawned(self._loop, self._spawned)
         else:
             # Up, or already told to stop (its session may be gone by now): a graceful exit.
             if self._stop_requested or self._session is not None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
+import signal
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -65,3 +68,30 @@ async def spawn(spec: McpServerSpec, env: dict[str, str], cwd: str) -> asyncio.s
         start_new_session=True,
         limit=MAX_LINE_BYTES,
     )
+
+
+def close_transport(process: asyncio.subprocess.Process) -> None:
+    """Close an exited process's transport (and its pipes) now. asyncio leaves it open until the
+    garbage collector finalises it, with a ResourceWarning at a random later moment; on CPython
+    3.11 such a late finaliser can even break an unrelated ast.parse ("AST constructor recursion
+    depth mismatch")."""
+    transport = getattr(process, "_transport", None)
+    if transport is not None:
+        transport.close()
+
+
+async def _kill_and_reap(spawned: concurrent.futures.Future[asyncio.subprocess.Process]) -> None:
+    process = await asyncio.wrap_future(spawned)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+    close_transport(process)
+
+
+def kill_spawned(
+    loop: LoopThread, spawned: concurrent.futures.Future[asyncio.subprocess.Process]
+) -> None:
+    """SIGKILL the process group of a server spawned on `loop` that no session took over, and
+    reap it (waiting for the spawn itself if needed); a spawn that failed left nothing."""
+    with contextlib.suppress(Exception):
+        loop.submit(_kill_and_reap(spawned)).result(timeout=10)

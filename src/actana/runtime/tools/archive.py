@@ -64,14 +64,13 @@ def _format(path: str) -> str:
     )
 
 
-def _open_existing(inv: Invocation, path: str) -> tuple[str, int]:
+def _open_existing(inv: Invocation, path: str) -> str:
     real = resolve(inv.root, path)
     if not os.path.isfile(real):
         raise ToolError(f"'{path}' does not exist (or is not a regular file)")
-    size = os.path.getsize(real)
-    if size > _MAX_ARCHIVE_BYTES:
+    if os.path.getsize(real) > _MAX_ARCHIVE_BYTES:
         raise ToolError(f"'{path}' is larger than {_MAX_ARCHIVE_BYTES} bytes; too big to open here")
-    return real, size
+    return real
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def _entries(real: str, shown: str) -> list[Entry]:
 
 def _list(inv: Invocation) -> dict[str, Any]:
     """Names, types and sizes of the entries, without extracting (nothing is checked here)."""
-    real, _ = _open_existing(inv, inv.args["archive"])
+    real = _open_existing(inv, inv.args["archive"])
     end = time.monotonic() + inv.timeout_sec
     try:
         if zipfile.is_zipfile(real):
@@ -144,7 +143,7 @@ def _tar_kind(info: tarfile.TarInfo) -> str:
 
 
 def _extract(inv: Invocation) -> dict[str, Any]:
-    real, _ = _open_existing(inv, inv.args["archive"])
+    real = _open_existing(inv, inv.args["archive"])
     destination = resolve(inv.root, inv.args.get("destination", "."))
     if os.path.exists(destination) and not os.path.isdir(destination):
         raise ToolError(f"the destination '{display(inv.root, destination)}' is not a directory")
