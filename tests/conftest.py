@@ -13,6 +13,7 @@ when ACTANA_TEST_REQUIRE_DOCKER=1 (CI); `sandbox_image` builds the sandbox image
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -316,3 +317,30 @@ def _no_container_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Itera
             f"\n(remove them with: docker rm -f {' '.join(c['Id'][:12] for c in left)})",
             pytrace=False,
         )
+
+
+def forge_consistent_run_folder(run_dir: Path) -> None:
+    """What an attacker with write access to a finished run's folder can do: rewrite the last
+    succeeded step's result and rebuild the whole hash chain, result.json's `chain` and
+    steps.json, so that the folder verifies on its own again. Only the hash the database kept
+    when the run ended can tell."""
+    from actana.runs.chain import encode_line, line_hash
+
+    lines = [json.loads(line) for line in (run_dir / "stream.jsonl").read_text().splitlines()]
+    done = [line for line in lines if line["type"] == "step" and line["status"] == "succeeded"]
+    forged = done[-1]
+    forged["result"] = {"exit_code": 0, "stdout": "nothing to see\n", "stderr": ""}
+    prev, raw = "0" * 64, []
+    for line in lines:
+        line["prev"] = prev
+        encoded = encode_line(line)
+        raw.append(encoded + b"\n")
+        prev = line_hash(encoded)
+    (run_dir / "stream.jsonl").write_bytes(b"".join(raw))
+    result = json.loads((run_dir / "result.json").read_text())
+    (run_dir / "result.json").write_text(json.dumps({**result, "chain": prev}))
+    steps = json.loads((run_dir / "steps.json").read_text())
+    for step in steps:
+        if step["id"] == forged["id"]:
+            step["result"] = forged["result"]
+    (run_dir / "steps.json").write_text(json.dumps(steps))

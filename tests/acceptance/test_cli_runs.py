@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tests.acceptance.conftest import free_port, wait_ready, workspace_with_agent
+from tests.conftest import forge_consistent_run_folder
 
 SCRIPT = [
     {
@@ -168,8 +169,6 @@ def test_standalone_worker_runs_what_a_worker_less_server_queues(cli):
 
 
 def test_verify_run_catches_a_rewritten_chain(cli, server):
-    from actana.runs.chain import encode_line, line_hash
-
     client, ws, agent = workspace_with_agent(cli, server, SCRIPT)
     run = client.post(f"/agents/{agent}/runs", json={"prompt": "hi"}).json()
     with client.stream("GET", f"/runs/{run['id']}/events") as events:
@@ -177,30 +176,8 @@ def test_verify_run_catches_a_rewritten_chain(cli, server):
     client.close()
     assert cli.run("verify", "--run", run["id"]).returncode == 0
 
-    # An attacker with write access to the folder rewrites a step's output and rebuilds the
-    # whole chain and result.json, so the folder is consistent with itself again.
     run_dir = Path(cli.env["ACTANA_DATA_DIR"]) / "runs" / ws / run["id"]
-    lines = [json.loads(line) for line in (run_dir / "stream.jsonl").read_text().splitlines()]
-    forged = [step for step in lines if step["type"] == "step" and step["status"] == "succeeded"][
-        -1
-    ]
-    forged["result"] = {"exit_code": 0, "stdout": "nothing to see\n", "stderr": ""}
-    prev = "0" * 64
-    raw = []
-    for line in lines:
-        line["prev"] = prev
-        encoded = encode_line(line)
-        raw.append(encoded)
-        prev = line_hash(encoded)
-    (run_dir / "stream.jsonl").write_bytes(b"".join(r + b"\n" for r in raw))
-    result = json.loads((run_dir / "result.json").read_text())
-    result["chain"] = prev
-    (run_dir / "result.json").write_text(json.dumps(result))
-    steps = json.loads((run_dir / "steps.json").read_text())
-    for step in steps:
-        if step["id"] == forged["id"]:
-            step["result"] = forged["result"]
-    (run_dir / "steps.json").write_text(json.dumps(steps))
+    forge_consistent_run_folder(run_dir)
 
     folder_only = cli.run("verify", str(run_dir))
     assert folder_only.returncode == 0, folder_only.stderr  # what a folder alone cannot tell

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -344,3 +344,19 @@ def verify_run_dir(directory: Path) -> VerifyReport:
 def verify(path: Path) -> VerifyReport:
     """`actana verify PATH`: a run directory gets `verify_run_dir`, a file `verify_stream`."""
     return verify_run_dir(path) if path.is_dir() else verify_stream(path)
+
+
+REWRITTEN = (
+    "the stream's last hash differs from the one recorded in the database when the run ended "
+    "(the folder was rewritten)"
+)
+
+
+def verify_recorded(path: Path, recorded: str | None) -> VerifyReport:
+    """`verify(path)`, and then the last line's hash against `recorded`, the one the database
+    kept when the run ended: whoever can write the folder could rebuild a consistent chain, but
+    not that hash. Such a folder fails with `REWRITTEN` and no line at fault."""
+    report = verify(path)
+    if report.ok and report.chain != recorded:
+        return replace(report, ok=False, first_bad_line=None, reason=REWRITTEN)
+    return report

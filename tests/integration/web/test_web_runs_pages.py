@@ -16,7 +16,8 @@ from sqlalchemy import update
 
 from actana.db.models import Run
 from actana.runs import storage
-from tests.conftest import LiveServer, Tenant, make_tenant
+from actana.runs.chain import REWRITTEN
+from tests.conftest import LiveServer, Tenant, forge_consistent_run_folder, make_tenant
 from tests.integration.runs.conftest import Runner
 from tests.integration.web.conftest import form_token, meta_token, sign_in
 
@@ -330,6 +331,14 @@ def test_a_finished_run_verifies_downloads_as_an_attachment_and_tampering_shows(
         verdict = web.get(t.path(f"/runs/{run['id']}/verify")).json()
         assert verdict["state"] == "tampered"
         assert verdict["first_bad_line"] == 3
+        # a folder rewritten whole, consistent with itself: only the database's hash tells
+        path.write_bytes(b"".join(raw).replace(b'"seq":2 ', b'"seq":2', 1))
+        assert web.get(t.path(f"/runs/{run['id']}/verify")).json()["state"] == "verified"
+        forge_consistent_run_folder(runner.run_dir(final))
+        verdict = web.get(t.path(f"/runs/{run['id']}/verify")).json()
+        assert verdict["state"] == "tampered", verdict
+        assert verdict["first_bad_line"] is None
+        assert verdict["message"] == REWRITTEN
 
 
 def test_the_verify_endpoint_says_pending_until_the_run_ends(web, tenant):
