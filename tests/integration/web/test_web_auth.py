@@ -208,6 +208,15 @@ def test_the_api_accepts_the_cookie_and_wants_the_csrf_header_on_posts(
             tenant.path("/model-endpoints"), json=body, headers={"X-CSRF-Token": token}
         )
         assert ok.status_code == 201, ok.text
+        # every method that changes something wants the header, not only POST
+        item = tenant.path(f"/model-endpoints/{ok.json()['id']}")
+        for method, extra in (("PATCH", {"json": {"name": "m2"}}), ("DELETE", {})):
+            refused = client.request(method, item, **extra)
+            assert refused.status_code == 403, (method, refused.text)
+            assert refused.json()["error"]["code"] == "csrf_failed"
+        assert client.get(item).json()["name"] == "m"  # nothing changed, nothing deleted
+        renamed = client.patch(item, json={"name": "m2"}, headers={"X-CSRF-Token": token})
+        assert renamed.status_code == 200, renamed.text
         # another workspace's objects: 404, whatever the method and the token
         assert client.get(other_tenant.path("/runs")).status_code == 404
         r = client.post(

@@ -534,6 +534,33 @@ def test_skill_bundle_upload_lists_files_and_refuses_hostile_archives(
     assert refused(r).error("replace_bundle")
 
 
+def test_bundle_uploads_want_the_csrf_token_and_stay_in_their_workspace(
+    tenant: Tenant, other_tenant: Tenant, browser: Browser
+) -> None:
+    web = browser(tenant)
+    bundle = _zip({"SKILL.md": b"---\nname: up\ndescription: d\n---\n# Up\n"})
+    theirs = api(other_tenant, "skills", {"name": "theirs", "description": "d", "skill_md": "#"})
+    mine = api(tenant, "skills", {"name": "mine", "description": "d", "skill_md": "#"})
+    for path, field in (
+        ("/ui/skills/upload", "bundle"),
+        (f"/ui/skills/{mine['id']}/bundle", "replace_bundle"),
+    ):
+        for data in ({}, {"csrf_token": "forged"}):
+            files = {field: ("b.zip", bundle, "application/zip")}
+            r = web.post(path, data=data, files=files)
+            assert r.status_code == 403, (path, r.status_code, r.text[:300])
+    assert tenant.client.get(tenant.path("/skills")).json()["total"] == 1  # nothing uploaded
+    assert api_get(tenant, "skills", mine["id"])["files"] == []  # nothing replaced
+    r = post(
+        web,
+        f"/ui/skills/{theirs['id']}/bundle",
+        {},
+        files={"replace_bundle": ("b.zip", bundle, "application/zip")},
+    )
+    assert r.status_code == 404
+    assert api_get(other_tenant, "skills", theirs["id"])["files"] == []
+
+
 def _cells(html: str, css_class: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
 
