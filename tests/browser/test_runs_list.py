@@ -21,7 +21,8 @@ from sqlalchemy import update
 from actana.api.context import AppContext
 from actana.db.models import Run
 from actana.runs import service
-from actana.web.runs_pages import PAGE_SIZE, TERMINAL
+from actana.runs.queue import TERMINAL
+from actana.web.runs_pages import PAGE_SIZE
 from tests.browser.conftest import (
     WAIT_MS,
     Crew,

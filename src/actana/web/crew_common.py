@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 from actana.crew.common import list_owned
 from actana.db.models import Base
 from actana.web import templating
-from actana.web.crew_forms import FORM, FieldErrors
+from actana.web.crew_forms import FieldErrors
 from actana.web.session import WebSession, check_csrf
 
 UI = "/ui"
@@ -72,8 +72,6 @@ def render(
         user=user,
         status_code=422 if errors and status_code == 200 else status_code,
         errors=errors,
-        form_error=errors.get(FORM),
-        ui=UI,
         **context,
     )
 

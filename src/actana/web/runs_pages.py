@@ -21,6 +21,7 @@ from actana.api.deps import DbSession
 from actana.crew.common import get_owned
 from actana.db.models import Agent, Run
 from actana.runs import service
+from actana.runs.queue import TERMINAL
 from actana.web.session import WebUser
 from actana.web.templating import render
 
@@ -28,7 +29,6 @@ router = APIRouter()
 
 PAGE_SIZE = 25
 STATUSES: tuple[str, ...] = get_args(service.RunStatus)
-TERMINAL = ("succeeded", "failed", "timeout", "cancelled")
 MAX_FILTER_TEXT = 500
 
 
@@ -131,7 +131,6 @@ def runs_page(
         values=raw,
         statuses=STATUSES,
         agents=agent_choices(db, user.workspace_id),
-        terminal=TERMINAL,
     )
 
 
