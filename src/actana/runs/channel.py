@@ -8,7 +8,6 @@ paths are limited to ~108 bytes).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from actana.api.context import AppContext
 from actana.api.errors import install_error_handlers
 from actana.api.routes import sandbox, sandbox_mcp
 from actana.mcp.bridge import close_run_sessions
-from actana.protocol.payloads import CHANNEL_EGRESS_SOCKET, CHANNEL_SKILLS_DIR
+from actana.protocol.payloads import CHANNEL_EGRESS_SOCKET
 from actana.runs.egress import EgressProxy
-from actana.runs.skills import remove_tree
+from actana.sandboxes.channel_dir import remove_tree
 
 CHANNEL_SCOPE_KEY = "actana_channel_run"
 DIR_PREFIX = "actana-ch-"
@@ -33,9 +32,7 @@ def remove_leftover_dirs(run_id: str) -> int:
     removed = 0
     for directory in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}{run_id}-*"):
         if directory.is_dir() and not directory.is_symlink():
-            # Its skill folders are read-only: a worker that is not root must open them first.
-            remove_tree(directory / CHANNEL_SKILLS_DIR)
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_tree(directory, ignore_errors=True)  # its skill folders are read-only
             removed += 1
     return removed
 
@@ -118,4 +115,4 @@ class RunChannel:
             await self.egress.stop()
         # The run is over: so are the MCP sessions its bridge calls opened.
         await close_run_sessions(self._app, self._run_id)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_tree(self.directory, ignore_errors=True)  # its skill folders are read-only

@@ -22,7 +22,6 @@ from anyio import to_thread
 from actana.api.context import AppContext
 from actana.db.models import Agent, ModelEndpoint, Run, utcnow
 from actana.protocol.payloads import (
-    CHANNEL_SKILLS_DIR,
     ENV_CHANNEL,
     ENV_OTP_RUN,
     ENV_OTP_SETUP,
@@ -35,7 +34,7 @@ from actana.runs.chain import run_status
 from actana.runs.channel import RunChannel
 from actana.runs.ingest import RunRecorder, parse_sandbox_line
 from actana.runs.lines import capped_lines
-from actana.runs.skills import cache_for, materialise_skills, remove_tree
+from actana.runs.skills import cache_for, materialise_skills
 from actana.sandboxes import (
     OutputLimitExceededError,
     SandboxBackend,
@@ -363,8 +362,6 @@ class RunDriver:
                 problems.append(f"sandbox removal failed: {type(exc).__name__}")
                 log.exception("run %s: sandbox removal failed", self.run_id)
         if self.channel is not None:
-            # Read-only skill folders: made writable again so the channel's removal succeeds.
-            await self._db(remove_tree, self.channel.directory / CHANNEL_SKILLS_DIR)
             await self.channel.stop()
 
         def release() -> None:

@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ from sqlalchemy.orm import Session, undefer
 
 from actana.db.models import Agent, AgentSkill, Skill, SkillFile
 from actana.protocol.payloads import CHANNEL_SKILLS_DIR, SkillFileSpec, SkillSpec
+from actana.sandboxes.channel_dir import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -171,20 +171,6 @@ def _read_verified(entry: Path, files: Iterable[SkillFileSpec]) -> dict[str, byt
     return data
 
 
-def remove_tree(path: Path) -> None:
-    """Delete a tree whose folders were made read-only (their owner may chmod them back)."""
-    if not path.exists() or path.is_symlink():
-        path.unlink(missing_ok=True)
-        return
-    for folder, dirs, _ in os.walk(path):
-        for name in dirs:
-            child = Path(folder, name)
-            if not child.is_symlink():
-                child.chmod(0o700)
-    path.chmod(0o700)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 class SkillCache:
     """Verified copies of bundles under `<root>/<workspace>/<skill id>-<content hash>/`."""
 
@@ -236,7 +222,7 @@ class SkillCache:
             write_tree(temp, bundle.files, data, CACHE_DIR_MODE)
             temp.rename(self.entry(bundle))  # atomic; fails if another run got there first
         except OSError:
-            remove_tree(temp)
+            remove_tree(temp, ignore_errors=True)
             return
         self._prune(bundle)
 
@@ -255,7 +241,7 @@ class SkillCache:
             entry.rename(trash)
         except OSError:
             return  # already gone (evicted by a concurrent run)
-        remove_tree(trash)
+        remove_tree(trash, ignore_errors=True)
 
 
 def cache_for(data_dir: Path) -> SkillCache:
@@ -286,7 +272,7 @@ def _place(skills_dir: Path, bundle: Bundle, data: dict[str, bytes]) -> None:
         write_tree(temp, bundle.files, data, RUN_DIR_MODE)
         temp.rename(skills_dir / bundle.name)
     except OSError as exc:
-        remove_tree(temp)
+        remove_tree(temp, ignore_errors=True)
         raise SkillRefused(f"its files could not be written: {exc.strerror or exc}") from None
 
 

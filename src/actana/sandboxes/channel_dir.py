@@ -10,10 +10,14 @@ run existed, gets the run's entries mirrored into the directory it already has.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _sockets(directory: Path) -> list[Path]:
@@ -58,3 +62,32 @@ def mirror_into(source: Path, target: Path) -> None:
             shutil.copytree(entry, destination, symlinks=True, copy_function=_link_or_copy)
         elif stat.S_ISREG(mode):
             _link_or_copy(str(entry), str(destination))
+
+
+def remove_tree(path: Path, *, ignore_errors: bool = False) -> None:
+    """Delete `path` even where its folders lost write or search permission: a sandbox may
+    have removed them, and skill folders are made read-only on purpose (a worker that is not
+    root must open them again first; root would not notice).
+
+    Raises:
+        OSError: what remains undeletable after restoring permissions (unless ignore_errors).
+    """
+
+    def retry(func: Callable[..., Any], failed: str, *_: object) -> None:
+        # Only directories we own can be repaired; chmod the parent and the path and retry.
+        for p in (Path(failed).parent, Path(failed)):
+            with contextlib.suppress(OSError):
+                if not p.is_symlink():
+                    p.chmod(stat.S_IRWXU)
+        func(failed)
+
+    if not os.path.lexists(path):
+        return
+    try:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=retry)
+        else:
+            shutil.rmtree(path, onerror=retry)
+    except OSError:
+        if not ignore_errors:
+            raise

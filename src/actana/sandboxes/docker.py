@@ -36,7 +36,7 @@ from actana.sandboxes.base import (
     SandboxSpec,
     sandbox_environment,
 )
-from actana.sandboxes.channel_dir import hand_sockets_to, mirror_into
+from actana.sandboxes.channel_dir import hand_sockets_to, mirror_into, remove_tree
 from actana.sandboxes.docker_config import (
     CHANNEL_DIR,
     LABEL,
@@ -281,7 +281,7 @@ class DockerSandboxBackend(SandboxBackend):
 
     async def _remove_warm(self, warm: WarmContainer) -> None:
         await self.remove_container(warm.container_id)
-        shutil.rmtree(warm.channel_dir, ignore_errors=True)
+        remove_tree(warm.channel_dir, ignore_errors=True)
         self.release_uid(warm.uid)
 
     def _adopt(self, spec: SandboxSpec, warm: WarmContainer) -> DockerSandbox | None:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from actana.sandboxes.base import SandboxLimits
+from actana.sandboxes.channel_dir import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class WarmPool:
         except Exception as exc:
             # A failing daemon must not break runs: they get cold containers (which report
             # the real error) and the next run tries to refill again.
-            shutil.rmtree(channel_dir, ignore_errors=True)
+            remove_tree(channel_dir, ignore_errors=True)
             log.warning("warm pool: could not prepare a container: %s", exc)
             return
         finally:

@@ -25,6 +25,7 @@ from docker.errors import APIError, NotFound
 
 from actana.protocol.handover import Handover
 from actana.sandboxes.base import Sandbox, SandboxSpec, workspace_relative
+from actana.sandboxes.channel_dir import remove_tree
 from actana.sandboxes.docker_config import WORKSPACE, handover_rlimits
 from actana.sandboxes.docker_stream import AttachStream
 from actana.sandboxes.errors import (
@@ -202,7 +203,7 @@ class DockerSandbox(Sandbox):
                     self._stream.close()
                 shutil.rmtree(self._state_dir, ignore_errors=True)
                 if self._channel_dir is not None:
-                    shutil.rmtree(self._channel_dir, ignore_errors=True)
+                    remove_tree(self._channel_dir, ignore_errors=True)  # mirrored skills: 0555
                 self._owner.release_uid(self.uid)
                 self._removed = True
                 # Refill only now: a container started during a run slows that run down.

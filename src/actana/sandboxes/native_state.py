@@ -17,13 +17,12 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 import stat
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from actana.sandboxes.channel_dir import remove_tree as remove_tree  # used as state.remove_tree
 from actana.sandboxes.errors import SandboxExistsError, SandboxUnavailableError
 
 MARKER = "sandbox.json"
@@ -124,29 +123,6 @@ def run_dirs(root_dir: Path) -> Iterator[Path]:
     for entry in sorted(root_dir.iterdir()):
         if entry.is_dir() and not entry.is_symlink() and not entry.name.startswith("."):
             yield entry
-
-
-def remove_tree(path: Path) -> None:
-    """Delete `path` even where the sandbox removed write or search permission from its dirs.
-
-    Raises:
-        OSError: what remains undeletable after restoring permissions.
-    """
-
-    def retry(func: Callable[..., Any], failed: str, *_: object) -> None:
-        # Only directories we own can be repaired; chmod the parent and the path and retry.
-        for p in (Path(failed).parent, Path(failed)):
-            with contextlib.suppress(OSError):
-                if not p.is_symlink():
-                    p.chmod(stat.S_IRWXU)
-        func(failed)
-
-    if not os.path.lexists(path):
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=retry)
-    else:
-        shutil.rmtree(path, onerror=retry)
 
 
 def unreachable_for(path: Path, uid: int, gid: int, final: int) -> str | None:
